@@ -1,0 +1,32 @@
+// Multi-head attention with the softmax family (outeffhop::attention / attention_lse ops).
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <optional>
+#include <tuple>
+
+namespace outeffhop {
+
+struct AttentionOptions {
+  std::optional<at::Tensor> attn_mask;  // additive float or bool (true = keep), broadcastable to B x H x Lq x Lk
+  std::optional<at::Tensor> sink;       // per-head logits [H]; replaces n by exp(sink_h) when given
+  double n = 1.0;                       // no-op mass: 1 = softmax_1 (OutEffHop), 0 = vanilla softmax
+  bool causal = false;                  // bottom-right aligned: query i sees keys j <= i + (Lk - Lq)
+  std::optional<double> scale;          // default 1 / sqrt(D)
+};
+
+// q: B x H x Lq x D, k: B x H x Lk x D, v: B x H x Lk x Dv -> B x H x Lq x Dv.
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const AttentionOptions& opt = {});
+
+// Also returns lse: B x H x Lq, the log of the full normaliser log(n + sum_j exp(s_j)) (sink included);
+// -inf for a fully masked row with n = 0.
+std::tuple<at::Tensor, at::Tensor> attention_lse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                 const AttentionOptions& opt = {});
+
+namespace reference {
+// float64 oracle through the identity: softmax_n attention = softmax attention over [K; 0], [V; 0] whose extra key
+// has logit log n (or sink_h). Returns (out, lse).
+std::tuple<at::Tensor, at::Tensor> attention_via_zero_key(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v, const AttentionOptions& opt = {});
+}  // namespace reference
+
+}  // namespace outeffhop

@@ -1,0 +1,24 @@
+// Bodies of the ops that are compositions of other ops (registered as CompositeImplicitAutograd in src/ops/):
+// autograd differentiates through them, and they run on any device the ops they call support.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <optional>
+#include <tuple>
+
+namespace outeffhop::detail {
+
+at::Tensor clipped_softmax_n_composite(const at::Tensor& x, double n, double gamma, double eta, int64_t dim);
+
+std::tuple<at::Tensor, at::Tensor> attention_lse_composite(const at::Tensor& q, const at::Tensor& k,
+                                                           const at::Tensor& v,
+                                                           const std::optional<at::Tensor>& attn_mask,
+                                                           const std::optional<at::Tensor>& sink, double n,
+                                                           bool causal, std::optional<double> scale);
+
+at::Tensor hopfield_energy_composite(const at::Tensor& x, const at::Tensor& memories, double beta, double n);
+
+std::tuple<at::Tensor, at::Tensor> hopfield_retrieve_composite(const at::Tensor& x, const at::Tensor& memories,
+                                                               double beta, double n, int64_t max_steps,
+                                                               double eps);
+
+}  // namespace outeffhop::detail
