@@ -34,8 +34,16 @@ at::Tensor clipped_softmax_n_composite(const at::Tensor& x, double n, double gam
 
 at::Tensor null_mass(const at::Tensor& x, double n, int64_t dim) {
   detail::check_n(n, "null_mass");
+  detail::check_floating(x, "null_mass", "x");
   const int64_t d = detail::wrap_dim(dim, x.dim(), "null_mass");
-  return 1 - softmax_n(x, n, d).sum(d);
+  if (n == 0) return at::zeros_like(x.sum(d));  // exactly 0, not 1 minus a rounded sum
+  // n / (n + sum exp x) = exp(log n - logsumexp([x, log n])): no cancellation when the head barely abstains.
+  const auto z = x.dim() == 0 ? x.reshape({1}) : x;
+  auto shape = z.sizes().vec();
+  shape[d] = 1;
+  const auto log_n = at::full(shape, std::log(n), z.options());
+  const auto out = at::exp(log_n.squeeze(d) - at::logsumexp(at::cat({z, log_n}, d), d));
+  return x.dim() == 0 ? out.reshape({}) : out;
 }
 
 namespace reference {

@@ -1,0 +1,8 @@
+// Subcommands of the outeffhop CLI: each file registers one on the app.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace outeffhop::cli {
+void add_info(CLI::App& app);
+void add_retrieve(CLI::App& app);
+}  // namespace outeffhop::cli
