@@ -28,11 +28,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Prefer the Debian interpreter (python3-venv installed above) unless one is already first on PATH.
+# The virtualenv lives once per machine (the torch wheel is several GB) and every clone links to it as .venv.
 PY=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-  echo "[setup] creating .venv with $($PY --version)"
-  $PY -m venv .venv
+VENV_HOME=${OUTEFFHOP_VENV:-$HOME/.cache/outeffhop/venv-torch$TORCH_VERSION}
+if [[ ! -e .venv ]]; then
+  if [[ ! -x $VENV_HOME/bin/python ]]; then
+    echo "[setup] creating $VENV_HOME with $($PY --version)"
+    mkdir -p "$(dirname "$VENV_HOME")"
+    $PY -m venv "$VENV_HOME"
+  fi
+  ln -s "$VENV_HOME" .venv
 fi
 
 want="torch==$TORCH_VERSION numpy==$NUMPY_VERSION pytest==$PYTEST_VERSION matplotlib==$MATPLOTLIB_VERSION"
