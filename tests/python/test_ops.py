@@ -106,3 +106,21 @@ def test_errors_are_clear(ops):
         ops.attention(torch.randn(3, 4), torch.randn(1, 1, 3, 4), torch.randn(1, 1, 3, 4))
     with pytest.raises(RuntimeError, match="pattern dims differ"):
         ops.hopfield_retrieve(torch.randn(2, 3), torch.randn(4, 5), 1.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CUDA kernels are compile-checked only")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_softmax_n_cuda_matches_cpu(ops, dtype):
+    x = (torch.randn(64, 1000, dtype=torch.float64) * 5).to(dtype)
+    x[0] = -math.inf            # fully masked row
+    x[1, 3] = math.nan          # poisoned row
+    x[2, :7] = -1e4             # extreme logits
+    x[3, 5] = math.inf          # +inf takes the mass
+    for n in (0.0, 1.0):
+        for dim in (-1, 0):
+            got = ops.softmax_n(x.cuda(), n, dim).cpu()
+            want = ops.softmax_n(x, n, dim)
+            assert torch.allclose(got.double(), want.double(), atol=2e-6 if dtype != torch.bfloat16 else 8e-3,
+                                  equal_nan=True)
+    xg = torch.randn(5, 300, dtype=torch.float64, device="cuda", requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: ops.softmax_n(t, 1.0, -1), (xg,))
