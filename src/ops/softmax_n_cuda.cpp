@@ -7,45 +7,32 @@
 
 #include <limits>
 
-#include "../core/checks.h"
 #include "../kernels/cuda/softmax_n_kernel.cuh"
-#include "rows.h"
+#include "softmax_n_common.h"
 
 namespace outeffhop {
 namespace {
-
-namespace kcuda = kernels::cuda;
 
 void check_grid(int64_t rows, const char* op) {
   TORCH_CHECK(rows <= std::numeric_limits<int32_t>::max(), op, ": ", rows, " rows exceed one CUDA grid (2^31 - 1)");
 }
 
 at::Tensor softmax_n_cuda(const at::Tensor& x, double n, int64_t dim) {
-  detail::check_floating(x, "softmax_n", "x");
-  detail::check_n(n, "softmax_n");
-  const int64_t d = detail::wrap_dim(dim, x.dim(), "softmax_n");
+  const int64_t d = detail::check_softmax_n(x, n, dim);
   if (x.dim() == 0) return softmax_n_cuda(x.reshape({1}), n, 0).reshape({});
   const c10::cuda::CUDAGuard guard(x.device());
   const auto in = detail::to_rows(x, d, detail::compute_type(x));
   check_grid(in.rows, "softmax_n");
   auto out = at::empty_like(in.data);
   AT_DISPATCH_FLOATING_TYPES(in.data.scalar_type(), "softmax_n_cuda", [&] {
-    kcuda::SoftmaxNParams<scalar_t> p;
-    p.in = in.data.const_data_ptr<scalar_t>();
-    p.out = out.mutable_data_ptr<scalar_t>();
-    p.rows = in.rows;
-    p.cols = in.cols;
-    p.n = n;
-    kcuda::softmax_n_forward(p, at::cuda::getCurrentCUDAStream());
+    kernels::cuda::softmax_n_forward(detail::forward_params<scalar_t>(in, out, n), at::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return detail::from_rows(out, d, x.scalar_type());
 }
 
 at::Tensor softmax_n_backward_cuda(const at::Tensor& grad_out, const at::Tensor& out, int64_t dim) {
-  TORCH_CHECK(grad_out.sizes() == out.sizes(), "_softmax_n_backward: grad_out shape ", grad_out.sizes(),
-              " differs from out shape ", out.sizes());
-  const int64_t d = detail::wrap_dim(dim, out.dim(), "_softmax_n_backward");
+  const int64_t d = detail::check_softmax_n_backward(grad_out, out, dim);
   if (out.dim() == 0) return softmax_n_backward_cuda(grad_out.reshape({1}), out.reshape({1}), 0).reshape({});
   const c10::cuda::CUDAGuard guard(out.device());
   const auto type = detail::compute_type(out);
@@ -54,13 +41,7 @@ at::Tensor softmax_n_backward_cuda(const at::Tensor& grad_out, const at::Tensor&
   check_grid(y.rows, "_softmax_n_backward");
   auto gi = at::empty_like(y.data);
   AT_DISPATCH_FLOATING_TYPES(type, "softmax_n_backward_cuda", [&] {
-    kcuda::SoftmaxNBackwardParams<scalar_t> p;
-    p.grad_out = g.data.const_data_ptr<scalar_t>();
-    p.out = y.data.const_data_ptr<scalar_t>();
-    p.grad_in = gi.mutable_data_ptr<scalar_t>();
-    p.rows = y.rows;
-    p.cols = y.cols;
-    kcuda::softmax_n_backward(p, at::cuda::getCurrentCUDAStream());
+    kernels::cuda::softmax_n_backward(detail::backward_params<scalar_t>(g, y, gi), at::cuda::getCurrentCUDAStream());
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return detail::from_rows(gi, d, out.scalar_type());

@@ -7,9 +7,6 @@
 
 namespace outeffhop::kernels::cpu {
 
-using kernels::SoftmaxNBackwardParams;
-using kernels::SoftmaxNParams;
-
 // Processes rows [row_begin, row_end); callers parallelise over row ranges.
 template <typename T>
 void softmax_n_forward(const SoftmaxNParams<T>& p, int64_t row_begin, int64_t row_end);

@@ -8,9 +8,6 @@
 
 namespace outeffhop::kernels::cuda {
 
-using kernels::SoftmaxNBackwardParams;
-using kernels::SoftmaxNParams;
-
 template <typename T>
 void softmax_n_forward(const SoftmaxNParams<T>& p, cudaStream_t stream);
 
