@@ -38,6 +38,7 @@ struct RetrievalScore {
   double mean_sq_error = 0;  // mean over queries of ||output - own memory||^2 / d
   double null_mass = 0;      // mean mass on the no-op key at the last step (0 for softmax)
   double mean_steps = 0;     // mean updates applied
+  double relative_norm = 0;  // mean output norm over the mean memory norm: ~0 when the model abstains
   bool energy_monotone = true;  // no query's energy rose between steps (Lemma 2.1), checked step by step
 };
 

@@ -84,6 +84,7 @@ RetrievalScore evaluate_retrieval(const at::Tensor& memories, const at::Tensor& 
   // Mass that one more update would put on the no-op key Omega: how much the model abstains at the end state.
   s.null_mass = null_mass(beta * at::matmul(state, memories.t()), n, -1).mean().item<double>();
   s.mean_steps = applied.to(at::kDouble).mean().item<double>();
+  s.relative_norm = (state.norm(2, -1) / memories.norm(2, -1).mean()).mean().item<double>();
   return s;
 }
 
