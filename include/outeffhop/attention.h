@@ -22,6 +22,11 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
 std::tuple<at::Tensor, at::Tensor> attention_lse(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                                  const AttentionOptions& opt = {});
 
+// Clipped softmax_n attention: P = clip((eta - gamma) softmax_n(S) + gamma, 0, 1) on kept keys (hidden keys give 0),
+// out = P V. Bondarenko et al.'s clipped softmax for n = 0; "clipped OutEffHop" for n = 1. Needs gamma < eta.
+at::Tensor clipped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double gamma, double eta,
+                             const AttentionOptions& opt = {});
+
 namespace reference {
 // float64 oracle through the identity: softmax_n attention = softmax attention over [K; 0], [V; 0] whose extra key
 // has logit log n (or sink_h). Returns (out, lse).

@@ -7,14 +7,16 @@
 
 #include <cmath>
 
+#include "attention_checks.h"
 #include "checks.h"
 #include "composites.h"
 #include "outeffhop/softmax.h"
 
 namespace outeffhop {
+namespace detail {
 namespace {
-
 constexpr const char* kOp = "attention";
+}
 
 void check_attention_args(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                           const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink, double n,
@@ -60,10 +62,18 @@ void check_attention_args(const at::Tensor& q, const at::Tensor& k, const at::Te
   if (scale) TORCH_CHECK(std::isfinite(*scale), "attention: scale must be finite, got ", *scale);
 }
 
+double attention_scale(const at::Tensor& q, std::optional<double> scale) {
+  return scale ? *scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+}
+
+}  // namespace detail
+
+namespace {
+
 // Logits B x H x Lq x Lk with the mask and the causal rule applied (masked entries are -inf).
 at::Tensor masked_scores(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, bool causal,
                          std::optional<double> scale) {
-  const double s = scale ? *scale : 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  const double s = detail::attention_scale(q, scale);
   auto scores = at::matmul(q, k.transpose(-2, -1)) * s;
   if (mask) {
     scores = mask->scalar_type() == at::kBool ? scores.masked_fill(mask->logical_not(), -INFINITY)
@@ -85,6 +95,13 @@ at::Tensor no_op_logits(const at::Tensor& scores, const std::optional<at::Tensor
   return at::full(shape, n > 0 ? std::log(n) : -INFINITY, scores.options());
 }
 
+// softmax_n of the scores (B x H x Lq x Lk), or softmax with the per-head sink logit as the extra key.
+at::Tensor exact_probabilities(const at::Tensor& scores, const std::optional<at::Tensor>& sink, double n) {
+  if (!sink) return softmax_n(scores, n, -1);  // also defines the n = 0, fully masked row (zeros)
+  // A learned sink is a finite logit, so plain softmax over the extended row is safe and differentiable in it.
+  return at::softmax(at::cat({scores, no_op_logits(scores, sink, n)}, -1), -1).narrow(-1, 0, scores.size(-1));
+}
+
 }  // namespace
 
 namespace detail {
@@ -98,10 +115,26 @@ std::tuple<at::Tensor, at::Tensor> attention_lse_composite(const at::Tensor& q, 
   const auto scores = masked_scores(q, k, attn_mask, causal, scale);
   const auto extended = at::cat({scores, no_op_logits(scores, sink, n)}, -1);
   const auto lse = at::logsumexp(extended, -1);
-  // A learned sink is a finite logit, so plain softmax over the extended row is safe and differentiable in it;
-  // a fixed n goes through softmax_n, which also defines the n = 0, fully masked row (zeros).
-  const auto p = sink ? at::softmax(extended, -1).narrow(-1, 0, scores.size(-1)) : softmax_n(scores, n, -1);
-  return {at::matmul(p, v), lse};
+  return {at::matmul(exact_probabilities(scores, sink, n), v), lse};
+}
+
+void check_clip(double gamma, double eta) {
+  TORCH_CHECK(std::isfinite(gamma) && std::isfinite(eta) && eta > gamma,
+              "clipped_attention: need finite gamma < eta (stretch (eta - gamma) > 0), got gamma=", gamma,
+              " eta=", eta);
+}
+
+at::Tensor clipped_attention_composite(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const std::optional<at::Tensor>& attn_mask,
+                                       const std::optional<at::Tensor>& sink, double n, double gamma, double eta,
+                                       bool causal, std::optional<double> scale) {
+  check_attention_args(q, k, v, attn_mask, sink, n, scale);
+  check_clip(gamma, eta);
+  const auto scores = masked_scores(q, k, attn_mask, causal, scale);
+  // Hidden keys (mask, causal) stay at 0 even when gamma > 0 would lift them.
+  const auto p = at::clamp(exact_probabilities(scores, sink, n) * (eta - gamma) + gamma, 0.0, 1.0)
+                     .masked_fill(at::isneginf(scores), 0.0);
+  return at::matmul(p, v);
 }
 
 }  // namespace detail
@@ -127,6 +160,16 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor&
                                          const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, double,
                                          bool, std::optional<double>)>();
   return op.call(q, k, v, opt.attn_mask, opt.sink, opt.n, opt.causal, opt.scale);
+}
+
+at::Tensor clipped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double gamma, double eta,
+                             const AttentionOptions& opt) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("outeffhop::clipped_attention", "")
+                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&, double,
+                                         double, double, bool, std::optional<double>)>();
+  return op.call(q, k, v, opt.attn_mask, opt.sink, opt.n, gamma, eta, opt.causal, opt.scale);
 }
 
 namespace reference {

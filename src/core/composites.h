@@ -15,6 +15,12 @@ std::tuple<at::Tensor, at::Tensor> attention_lse_composite(const at::Tensor& q, 
                                                            const std::optional<at::Tensor>& sink, double n,
                                                            bool causal, std::optional<double> scale);
 
+at::Tensor clipped_attention_composite(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                       const std::optional<at::Tensor>& attn_mask,
+                                       const std::optional<at::Tensor>& sink, double n, double gamma, double eta,
+                                       bool causal, std::optional<double> scale);
+void check_clip(double gamma, double eta);
+
 at::Tensor hopfield_energy_composite(const at::Tensor& x, const at::Tensor& memories, double beta, double n);
 
 std::tuple<at::Tensor, at::Tensor> hopfield_retrieve_composite(const at::Tensor& x, const at::Tensor& memories,

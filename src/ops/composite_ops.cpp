@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include "../core/composites.h"
+#include "outeffhop/attention.h"
 
 namespace outeffhop {
 
@@ -11,9 +12,8 @@ TORCH_LIBRARY_IMPL(outeffhop, CompositeImplicitAutograd, m) {
   m.impl("attention", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                          const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink, double n,
                          bool causal, std::optional<double> scale) {
-    return std::get<0>(detail::attention_lse_composite(q, k, v, mask, sink, n, causal, scale));
+    return std::get<0>(attention_lse(q, k, v, AttentionOptions{mask, sink, n, causal, scale}));
   });
-  m.impl("attention_lse", &detail::attention_lse_composite);
   m.impl("hopfield_energy", &detail::hopfield_energy_composite);
   m.impl("hopfield_retrieve", &detail::hopfield_retrieve_composite);
 }

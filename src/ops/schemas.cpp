@@ -12,6 +12,9 @@ TORCH_LIBRARY(outeffhop, m) {
   m.def(
       "attention_lse(Tensor q, Tensor k, Tensor v, Tensor? attn_mask=None, Tensor? sink=None, float n=1.0, "
       "bool causal=False, float? scale=None) -> (Tensor out, Tensor lse)");
+  m.def(
+      "clipped_attention(Tensor q, Tensor k, Tensor v, Tensor? attn_mask=None, Tensor? sink=None, float n=1.0, "
+      "float gamma=0.0, float eta=1.0, bool causal=False, float? scale=None) -> Tensor");
   m.def("hopfield_energy(Tensor x, Tensor memories, float beta, float n=1.0) -> Tensor");
   m.def(
       "hopfield_retrieve(Tensor x, Tensor memories, float beta, float n=1.0, int max_steps=1, float eps=0.0) "
