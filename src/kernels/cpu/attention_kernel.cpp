@@ -34,24 +34,24 @@ void pack_transposed(const T* src, int64_t row_stride, int64_t rows, int64_t col
     for (int64_t c = 0; c < cols; ++c) dst[c * ld + r] = src[r * row_stride + c];
 }
 
-// The logits of queries [i0, i0 + nq) against keys [j0, j0 + nk) of head (b, h) into s (leading dim lds): scaled Q
-// (packed, ld ldq) times K^T (packed, ld ldkt), plus the mask; hidden entries (bool mask, causal) become -inf.
+// Hides entries of a logits tile for queries [i0, i0 + nq) and keys [j0, j0 + nk) of head (b, h): adds the additive
+// mask, sets -inf where a bool mask or the causal rule hides the key. Element (query r, key c) is at
+// s[r * query_stride + c * key_stride], so row (S) and transposed (S^T) tiles share it.
 template <typename T>
-void logits_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0, int64_t nk,
-                 const T* q_scaled, int64_t ldq, const T* kt, int64_t ldkt, T* s, int64_t lds) {
-  tile::gemm(nq, round_up(nk, kColumnPad), p.D, q_scaled, ldq, kt, ldkt, s, lds, false);
+void mask_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0, int64_t nk, T* s,
+               int64_t query_stride, int64_t key_stride) {
   for (int64_t r = 0; r < nq; ++r) {
-    T* row = s + r * lds;
+    T* row = s + r * query_stride;
     const int64_t i = i0 + r;
     if (p.mask_add) {
       const T* m = p.mask_add + p.mask_offset(b, h, i) + j0 * p.mask_stride[3];
-      for (int64_t c = 0; c < nk; ++c) row[c] += m[c * p.mask_stride[3]];
+      for (int64_t c = 0; c < nk; ++c) row[c * key_stride] += m[c * p.mask_stride[3]];
     } else if (p.mask_keep) {
       const bool* m = p.mask_keep + p.mask_offset(b, h, i) + j0 * p.mask_stride[3];
       for (int64_t c = 0; c < nk; ++c)
-        if (!m[c * p.mask_stride[3]]) row[c] = kNegInf<T>;
+        if (!m[c * p.mask_stride[3]]) row[c * key_stride] = kNegInf<T>;
     }
-    for (int64_t c = std::max<int64_t>(0, p.visible_keys(i) - j0); c < nk; ++c) row[c] = kNegInf<T>;
+    for (int64_t c = std::max<int64_t>(0, p.visible_keys(i) - j0); c < nk; ++c) row[c * key_stride] = kNegInf<T>;
   }
 }
 
@@ -63,37 +63,45 @@ T clip_probability(const AttentionParams<T>& p, T prob, T logit) {
   return std::clamp(stretched, T(0), T(1));
 }
 
-// Per-task buffers of the forward kernel.
+// Per-task buffers of the forward kernel. Scores are kept transposed (keys x queries): K's rows are the GEMM's A
+// operand as they lie in memory, so K is never packed, and the softmax statistics are vectors over queries.
 template <typename T>
 struct ForwardWorkspace {
-  int64_t ldq, ldv;
-  std::vector<T> q, kt, v, s, o, m, l;
+  int64_t ldv;
+  bool pack_v;  // V rows are read in place unless their width is not a multiple of the GEMM's column block
+  std::vector<T> qt, st, v, o, m, l, shift, alpha;
   explicit ForwardWorkspace(const AttentionParams<T>& p)
-      : ldq(p.D),
-        ldv(round_up(p.Dv, kColumnPad)),
-        q(kBq * p.D),
-        kt(p.D * kBk, T(0)),
-        v(kBk * ldv, T(0)),
-        s(kBq * kBk),
+      : ldv(round_up(p.Dv, kColumnPad)),
+        pack_v(p.Dv % kColumnPad != 0),
+        qt(p.D * kBq, T(0)),
+        st(kBk * kBq),
+        v(pack_v ? kBk * ldv : 0, T(0)),
         o(kBq * ldv),
         m(kBq),
-        l(kBq) {}
+        l(kBq),
+        shift(kBq),
+        alpha(kBq) {}
 };
 
-// Logits block (b, h, i0..i0+nq) x (j0..j0+nk) into ws.s, with the K block packed transposed first.
+// S^T for keys [j0, j0 + nk) against the block's (scaled, transposed) queries, masked: ws.st is nk x kBq.
 template <typename T>
 void forward_logits(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t b, int64_t h, int64_t i0,
                     int64_t nq, int64_t j0, int64_t nk) {
-  pack_transposed(p.k + p.k_stride.at(b, h, j0), p.k_stride.l, nk, p.D, ws.kt.data(), kBk);
-  logits_tile(p, b, h, i0, nq, j0, nk, ws.q.data(), ws.ldq, ws.kt.data(), kBk, ws.s.data(), kBk);
+  tile::gemm(nk, kBq, p.D, p.k + p.k_stride.at(b, h, j0), p.k_stride.l, ws.qt.data(), kBq, ws.st.data(), kBq, false);
+  mask_tile(p, b, h, i0, nq, j0, nk, ws.st.data(), 1, kBq);
 }
 
-// o[r] += P[r] V for the packed block of nk values.
+// o += P V for the block of nk values, P read from the transposed tile.
 template <typename T>
 void accumulate_values(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t b, int64_t h, int64_t nq,
                        int64_t j0, int64_t nk) {
-  pack_rows(p.v + p.v_stride.at(b, h, j0), p.v_stride.l, nk, p.Dv, T(1), ws.v.data(), ws.ldv);
-  tile::gemm(nq, ws.ldv, nk, ws.s.data(), kBk, ws.v.data(), ws.ldv, ws.o.data(), ws.ldv, true);
+  const T* v = p.v + p.v_stride.at(b, h, j0);
+  int64_t ldb = p.v_stride.l;
+  if (ws.pack_v) {
+    pack_rows(v, p.v_stride.l, nk, p.Dv, T(1), ws.v.data(), ws.ldv);
+    v = ws.v.data(), ldb = ws.ldv;
+  }
+  tile::gemm<tile::ALayout::kTransposed>(nq, ws.ldv, nk, ws.st.data(), kBq, v, ldb, ws.o.data(), ws.ldv, true);
 }
 
 // One query block: the online-softmax recurrence over key blocks, started at the no-op key (logit log n, value 0).
@@ -101,28 +109,31 @@ void accumulate_values(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int
 template <typename T>
 void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t b, int64_t h, int64_t i0,
                    int64_t nq) {
-  pack_rows(p.q + p.q_stride.at(b, h, i0), p.q_stride.l, nq, p.D, static_cast<T>(p.scale), ws.q.data(), ws.ldq);
+  std::fill(ws.qt.begin(), ws.qt.end(), T(0));
+  pack_transposed(p.q + p.q_stride.at(b, h, i0), p.q_stride.l, nq, p.D, ws.qt.data(), kBq);
+  tile::scale_row(ws.qt.data(), p.D * kBq, static_cast<T>(p.scale));
   const T no_op = static_cast<T>(p.no_op_logit(h));
   std::fill(ws.m.begin(), ws.m.end(), no_op);
   std::fill(ws.l.begin(), ws.l.end(), no_op == kNegInf<T> ? T(0) : T(1));
   std::fill(ws.o.begin(), ws.o.end(), T(0));
-  const int64_t key_end = p.visible_keys(i0 + nq - 1);  // the block's last row sees the most keys
+  const int64_t key_end = p.visible_keys(i0 + nq - 1);  // the block's last query sees the most keys
   for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
     const int64_t nk = std::min(kBk, key_end - j0);
     forward_logits(p, ws, b, h, i0, nq, j0, nk);
-    for (int64_t r = 0; r < nq; ++r) {
-      T* row = ws.s.data() + r * kBk;
-      const T m_new = std::max(ws.m[r], tile::row_max(row, nk));
-      if (m_new == kNegInf<T>) {  // nothing visible yet (n = 0): probabilities 0, state unchanged
-        std::fill(row, row + nk, T(0));
-        continue;
-      }
-      const T alpha = std::exp(ws.m[r] - m_new);
-      ws.l[r] = ws.l[r] * alpha + tile::exp_shift_sum(row, nk, m_new);
-      if (!p.clipped && alpha != T(1)) tile::scale_row(ws.o.data() + r * ws.ldv, ws.ldv, alpha);
-      ws.m[r] = m_new;
+    std::copy(ws.m.begin(), ws.m.end(), ws.shift.begin());
+    tile::column_max(ws.st.data(), nk, kBq, kBq, ws.shift.data());
+    for (int64_t c = 0; c < kBq; ++c) {
+      const T m_new = ws.shift[c];
+      ws.shift[c] = m_new == kNegInf<T> ? T(0) : m_new;  // nothing visible yet (n = 0): exp(-inf - 0) = 0
+      ws.alpha[c] = std::exp(ws.m[c] - ws.shift[c]);
+      ws.l[c] *= ws.alpha[c];
+      ws.m[c] = m_new;
     }
-    if (!p.clipped) accumulate_values(p, ws, b, h, nq, j0, nk);
+    tile::exp_shift_columns(ws.st.data(), nk, kBq, kBq, ws.shift.data(), ws.l.data());
+    if (p.clipped) continue;  // the first pass only needs the normaliser
+    for (int64_t r = 0; r < nq; ++r)
+      if (ws.alpha[r] != T(1)) tile::scale_row(ws.o.data() + r * ws.ldv, ws.ldv, ws.alpha[r]);
+    accumulate_values(p, ws, b, h, nq, j0, nk);
   }
   T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
   for (int64_t r = 0; r < nq; ++r) lse[r] = ws.l[r] > 0 ? ws.m[r] + std::log(ws.l[r]) : kNegInf<T>;
@@ -130,13 +141,12 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
     for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
       const int64_t nk = std::min(kBk, key_end - j0);
       forward_logits(p, ws, b, h, i0, nq, j0, nk);
-      for (int64_t r = 0; r < nq; ++r) {
-        T* row = ws.s.data() + r * kBk;
-        for (int64_t c = 0; c < nk; ++c) {
-          const T prob = lse[r] == kNegInf<T> ? T(0) : std::exp(row[c] - lse[r]);
-          row[c] = clip_probability(p, prob, row[c]);
+      for (int64_t c = 0; c < nk; ++c)
+        for (int64_t r = 0; r < nq; ++r) {
+          T& x = ws.st[c * kBq + r];
+          const T prob = lse[r] == kNegInf<T> ? T(0) : std::exp(x - lse[r]);
+          x = clip_probability(p, prob, x);
         }
-      }
       accumulate_values(p, ws, b, h, nq, j0, nk);
     }
   }
@@ -151,7 +161,7 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
 template <typename T>
 struct BackwardWorkspace {
   int64_t ldq, ldv;
-  std::vector<T> q, dout, dq, kt, k, vt, dk, dv, s, dp, clipped, transposed;
+  std::vector<T> q, dout, dq, kt, k, vt, dk, dv, s, dp, clipped;
   BackwardWorkspace(const AttentionParams<T>& p)
       : ldq(round_up(p.D, kColumnPad)),
         ldv(round_up(p.Dv, kColumnPad)),
@@ -165,8 +175,7 @@ struct BackwardWorkspace {
         dv(kBk * ldv),
         s(kBq * kBk),
         dp(kBq * kBk),
-        clipped(p.clipped ? kBq * kBk : 0),
-        transposed(kBk * kBq, T(0)) {}
+        clipped(p.clipped ? kBq * kBk : 0) {}
 };
 
 // For one (query block, key block) pair: s = exact probabilities (0 where hidden), dp = dL/dp of the exact
@@ -176,7 +185,9 @@ template <typename T>
 void probability_tiles(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws, int64_t b, int64_t h,
                        int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
   const auto& p = g.fwd;
-  logits_tile(p, b, h, i0, nq, j0, nk, ws.q.data() + i0 * ws.ldq, ws.ldq, ws.kt.data(), kBk, ws.s.data(), kBk);
+  tile::gemm(nq, round_up(nk, kColumnPad), p.D, ws.q.data() + i0 * ws.ldq, ws.ldq, ws.kt.data(), kBk, ws.s.data(), kBk,
+             false);
+  mask_tile(p, b, h, i0, nq, j0, nk, ws.s.data(), kBk, 1);
   tile::gemm(nq, round_up(nk, kColumnPad), p.Dv, ws.dout.data() + i0 * ws.ldv, ws.ldv, ws.vt.data(), kBk,
              ws.dp.data(), kBk, false);
   const T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
@@ -261,20 +272,14 @@ void backward_head(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws
       probability_tiles(g, ws, b, h, i0, nq, j0, nk);
       // dV += P_used^T dO, with P_used the (clipped) probabilities that multiplied V.
       const T* used = p.clipped ? ws.clipped.data() : ws.s.data();
-      for (int64_t r = 0; r < nq; ++r)
-        for (int64_t c = 0; c < nk; ++c) ws.transposed[c * kBq + r] = used[r * kBk + c];
-      tile::gemm(nk, ws.ldv, nq, ws.transposed.data(), kBq, ws.dout.data() + i0 * ws.ldv, ws.ldv, ws.dv.data(),
-                 ws.ldv, true);
+      tile::gemm<tile::ALayout::kTransposed>(nk, ws.ldv, nq, used, kBk, ws.dout.data() + i0 * ws.ldv, ws.ldv,
+                                             ws.dv.data(), ws.ldv, true);
       // dS = P (dP - row_dot); dQ += dS K (scaled at the end); dK += dS^T (scale Q).
       for (int64_t r = 0; r < nq; ++r)
-        for (int64_t c = 0; c < nk; ++c) {
-          T& ds = ws.dp[r * kBk + c];
-          ds = ws.s[r * kBk + c] * (ds - row_dot[i0 + r]);
-          ws.transposed[c * kBq + r] = ds;
-        }
+        for (int64_t c = 0; c < nk; ++c) ws.dp[r * kBk + c] = ws.s[r * kBk + c] * (ws.dp[r * kBk + c] - row_dot[i0 + r]);
       tile::gemm(nq, ws.ldq, nk, ws.dp.data(), kBk, ws.k.data(), ws.ldq, ws.dq.data() + i0 * ws.ldq, ws.ldq, true);
-      tile::gemm(nk, ws.ldq, nq, ws.transposed.data(), kBq, ws.q.data() + i0 * ws.ldq, ws.ldq, ws.dk.data(), ws.ldq,
-                 true);
+      tile::gemm<tile::ALayout::kTransposed>(nk, ws.ldq, nq, ws.dp.data(), kBk, ws.q.data() + i0 * ws.ldq, ws.ldq,
+                                             ws.dk.data(), ws.ldq, true);
     }
     for (int64_t c = 0; c < nk; ++c) {
       std::copy_n(ws.dk.data() + c * ws.ldq, p.D, g.grad_k + (head * p.Lk + j0 + c) * p.D);

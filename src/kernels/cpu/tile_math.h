@@ -17,15 +17,24 @@ namespace outeffhop::kernels::cpu::tile {
 constexpr int64_t kColumnPad = 16;
 constexpr int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// C[M x N] = (or +=) A[M x K] B[K x N]; all row-major with leading dimensions; N % kColumnPad == 0.
-template <typename T>
+// Where element (i, k) of the GEMM's A operand lives: row-major A[i * lda + k], or stored transposed A[k * lda + i]
+// (a tile kept as its transpose is read in place instead of being copied).
+enum class ALayout { kRowMajor, kTransposed };
+
+template <ALayout layout>
+inline int64_t a_index(int64_t i, int64_t k, int64_t lda) {
+  return layout == ALayout::kRowMajor ? i * lda + k : k * lda + i;
+}
+
+// C[M x N] = (or +=) A[M x K] B[K x N]; B and C row-major with leading dimensions; N % kColumnPad == 0.
+template <ALayout layout = ALayout::kRowMajor, typename T>
 inline void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C, int64_t ldc,
                  bool accumulate) {
   for (int64_t i = 0; i < M; ++i) {
     T* c = C + i * ldc;
     if (!accumulate) std::fill(c, c + N, T(0));
     for (int64_t kk = 0; kk < K; ++kk) {
-      const T a = A[i * lda + kk];
+      const T a = A[a_index<layout>(i, kk, lda)];
       const T* b = B + kk * ldb;
       for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
     }
@@ -33,32 +42,29 @@ inline void gemm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const
 }
 
 template <typename T>
-inline T row_max(const T* x, int64_t n) {
-  T m = -std::numeric_limits<T>::infinity();
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, x[j]);
-  return m;
-}
-
-// x_j <- exp(x_j - shift); returns the sum. exp(-inf) = 0 exactly; NaN stays NaN.
-template <typename T>
-inline T exp_shift_sum(T* x, int64_t n, T shift) {
-  T sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    x[j] = std::exp(x[j] - shift);
-    sum += x[j];
-  }
-  return sum;
-}
-
-template <typename T>
 inline void scale_row(T* x, int64_t n, T a) {
   for (int64_t j = 0; j < n; ++j) x[j] *= a;
+}
+
+// Column-wise reductions over a rows x cols tile (leading dim ld): the layout of a transposed score tile, where a
+// column is one query. cols % 8 == 0.
+template <typename T>
+inline void column_max(const T* x, int64_t rows, int64_t ld, int64_t cols, T* max) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) max[c] = std::max(max[c], x[r * ld + c]);
+}
+
+// x[r][c] <- exp(x[r][c] - shift[c]); sum[c] += x[r][c]. exp(-inf) = 0 exactly; NaN stays NaN.
+template <typename T>
+inline void exp_shift_columns(T* x, int64_t rows, int64_t ld, int64_t cols, const T* shift, T* sum) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) sum[c] += (x[r * ld + c] = std::exp(x[r * ld + c] - shift[c]));
 }
 
 #ifdef OUTEFFHOP_TILE_AVX2
 
 // MR rows of C times 16 columns, accumulated in 2*MR registers over the whole K loop.
-template <int MR>
+template <ALayout layout, int MR>
 inline void micro_kernel_16(int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
                             bool accumulate) {
   __m256 c0[MR], c1[MR];
@@ -72,7 +78,7 @@ inline void micro_kernel_16(int64_t K, const float* A, int64_t lda, const float*
     const __m256 b1 = _mm256_loadu_ps(B + kk * ldb + 8);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const __m256 a = _mm256_broadcast_ss(A + r * lda + kk);
+      const __m256 a = _mm256_broadcast_ss(A + a_index<layout>(r, kk, lda));
       c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
       c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
     }
@@ -84,39 +90,38 @@ inline void micro_kernel_16(int64_t K, const float* A, int64_t lda, const float*
   }
 }
 
-template <>
-inline void gemm<float>(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
-                        float* C, int64_t ldc, bool accumulate) {
+template <ALayout layout>
+inline void gemm_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, bool accumulate) {
   constexpr int kRows = 6;  // 12 accumulators + 2 B vectors + 1 broadcast fit the 16 ymm registers
   for (int64_t j = 0; j < N; j += 16) {
     int64_t i = 0;
     for (; i + kRows <= M; i += kRows)
-      micro_kernel_16<kRows>(K, A + i * lda, lda, B + j, ldb, C + i * ldc + j, ldc, accumulate);
-    const float* a = A + i * lda;
+      micro_kernel_16<layout, kRows>(K, A + a_index<layout>(i, 0, lda), lda, B + j, ldb, C + i * ldc + j, ldc,
+                                     accumulate);
+    const float* a = A + a_index<layout>(i, 0, lda);
     float* c = C + i * ldc + j;
     switch (M - i) {
-      case 5: micro_kernel_16<5>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
-      case 4: micro_kernel_16<4>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
-      case 3: micro_kernel_16<3>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
-      case 2: micro_kernel_16<2>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
-      case 1: micro_kernel_16<1>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
+      case 5: micro_kernel_16<layout, 5>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
+      case 4: micro_kernel_16<layout, 4>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
+      case 3: micro_kernel_16<layout, 3>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
+      case 2: micro_kernel_16<layout, 2>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
+      case 1: micro_kernel_16<layout, 1>(K, a, lda, B + j, ldb, c, ldc, accumulate); break;
       default: break;
     }
   }
 }
 
-inline float horizontal_max(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
-  return _mm_cvtss_f32(m);
+template <>
+inline void gemm<ALayout::kRowMajor, float>(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                            const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  gemm_avx2<ALayout::kRowMajor>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
-inline float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-  return _mm_cvtss_f32(s);
+template <>
+inline void gemm<ALayout::kTransposed, float>(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+                                              const float* B, int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  gemm_avx2<ALayout::kTransposed>(M, N, K, A, lda, B, ldb, C, ldc, accumulate);
 }
 
 // exp on 8 lanes: Cody-Waite range reduction and the Cephes degree-6 polynomial (relative error ~1e-7).
@@ -142,42 +147,19 @@ inline __m256 exp8(__m256 x) {
 }
 
 template <>
-inline float row_max<float>(const float* x, int64_t n) {
-  int64_t j = 0;
-  float m = -std::numeric_limits<float>::infinity();
-  if (n >= 8) {
-    __m256 v = _mm256_loadu_ps(x);
-    for (j = 8; j + 8 <= n; j += 8) v = _mm256_max_ps(v, _mm256_loadu_ps(x + j));
-    m = horizontal_max(v);
+inline void exp_shift_columns<float>(float* x, int64_t rows, int64_t ld, int64_t cols, const float* shift,
+                                     float* sum) {
+  for (int64_t c = 0; c < cols; c += 8) {
+    const __m256 sh = _mm256_loadu_ps(shift + c);
+    __m256 acc = _mm256_loadu_ps(sum + c);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* p = x + r * ld + c;
+      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), sh));
+      _mm256_storeu_ps(p, e);
+      acc = _mm256_add_ps(acc, e);
+    }
+    _mm256_storeu_ps(sum + c, acc);
   }
-  for (; j < n; ++j) m = std::max(m, x[j]);
-  return m;
-}
-
-template <>
-inline float exp_shift_sum<float>(float* x, int64_t n, float shift) {
-  const __m256 s = _mm256_set1_ps(shift);
-  __m256 acc = _mm256_setzero_ps();
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), s));
-    _mm256_storeu_ps(x + j, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  float sum = horizontal_sum(acc);
-  for (; j < n; ++j) {
-    x[j] = std::exp(x[j] - shift);
-    sum += x[j];
-  }
-  return sum;
-}
-
-template <>
-inline void scale_row<float>(float* x, int64_t n, float a) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), va));
-  for (; j < n; ++j) x[j] *= a;
 }
 
 #endif  // OUTEFFHOP_TILE_AVX2
