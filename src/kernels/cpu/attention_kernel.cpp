@@ -180,7 +180,7 @@ struct BackwardWorkspace {
 
 // For one (query block, key block) pair: s = exact probabilities (0 where hidden), dp = dL/dp of the exact
 // probabilities (dO V^T, times the clip's derivative for clipped) and, for clipped, the clipped probabilities that
-// multiplied V. Hidden entries get 0 in each.
+// multiplied V. Hidden entries get probability 0.
 template <typename T>
 void probability_tiles(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws, int64_t b, int64_t h,
                        int64_t i0, int64_t nq, int64_t j0, int64_t nk) {
@@ -191,25 +191,30 @@ void probability_tiles(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>
   tile::gemm(nq, round_up(nk, kColumnPad), p.Dv, ws.dout.data() + i0 * ws.ldv, ws.ldv, ws.vt.data(), kBk,
              ws.dp.data(), kBk, false);
   const T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
+  if (!p.clipped) {
+    // An empty row (n = 0, all hidden) has lse = -inf: shifting by +inf makes all its probabilities 0.
+    T shift[kBq];
+    for (int64_t r = 0; r < nq; ++r) shift[r] = lse[r] == kNegInf<T> ? -kNegInf<T> : lse[r];
+    tile::exp_shift_rows(ws.s.data(), nq, kBk, round_up(nk, 8), shift);
+    return;
+  }
   for (int64_t r = 0; r < nq; ++r) {
     T* srow = ws.s.data() + r * kBk;
     T* dprow = ws.dp.data() + r * kBk;
-    T* crow = p.clipped ? ws.clipped.data() + r * kBk : nullptr;
-    if (lse[r] == kNegInf<T>) {  // empty row (n = 0, all hidden): no probability, no gradient
+    T* crow = ws.clipped.data() + r * kBk;
+    if (lse[r] == kNegInf<T>) {
       std::fill(srow, srow + nk, T(0));
       std::fill(dprow, dprow + nk, T(0));
-      if (crow) std::fill(crow, crow + nk, T(0));
+      std::fill(crow, crow + nk, T(0));
       continue;
     }
-    for (int64_t c = 0; c < nk; ++c) {
+    for (int64_t c = 0; c < nk; ++c) {  // the clip passes gradient only where it does not saturate
       const T logit = srow[c];
       srow[c] = std::exp(logit - lse[r]);
-      if (crow) {
-        crow[c] = clip_probability(p, srow[c], logit);
-        const T stretched = static_cast<T>((p.eta - p.gamma) * srow[c] + p.gamma);
-        const bool inside = logit != kNegInf<T> && stretched > T(0) && stretched < T(1);
-        dprow[c] = inside ? static_cast<T>(p.eta - p.gamma) * dprow[c] : T(0);
-      }
+      crow[c] = clip_probability(p, srow[c], logit);
+      const T stretched = static_cast<T>((p.eta - p.gamma) * srow[c] + p.gamma);
+      const bool inside = logit != kNegInf<T> && stretched > T(0) && stretched < T(1);
+      dprow[c] = inside ? static_cast<T>(p.eta - p.gamma) * dprow[c] : T(0);
     }
   }
 }
@@ -275,8 +280,12 @@ void backward_head(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws
       tile::gemm<tile::ALayout::kTransposed>(nk, ws.ldv, nq, used, kBk, ws.dout.data() + i0 * ws.ldv, ws.ldv,
                                              ws.dv.data(), ws.ldv, true);
       // dS = P (dP - row_dot); dQ += dS K (scaled at the end); dK += dS^T (scale Q).
-      for (int64_t r = 0; r < nq; ++r)
-        for (int64_t c = 0; c < nk; ++c) ws.dp[r * kBk + c] = ws.s[r * kBk + c] * (ws.dp[r * kBk + c] - row_dot[i0 + r]);
+      for (int64_t r = 0; r < nq; ++r) {
+        const T* prob = ws.s.data() + r * kBk;
+        T* ds = ws.dp.data() + r * kBk;
+        const T dot = row_dot[i0 + r];
+        for (int64_t c = 0; c < nk; ++c) ds[c] = prob[c] * (ds[c] - dot);
+      }
       tile::gemm(nq, ws.ldq, nk, ws.dp.data(), kBk, ws.k.data(), ws.ldq, ws.dq.data() + i0 * ws.ldq, ws.ldq, true);
       tile::gemm<tile::ALayout::kTransposed>(nk, ws.ldq, nq, ws.dp.data(), kBk, ws.q.data() + i0 * ws.ldq, ws.ldq,
                                              ws.dk.data(), ws.ldq, true);

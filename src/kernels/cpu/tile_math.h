@@ -61,6 +61,13 @@ inline void exp_shift_columns(T* x, int64_t rows, int64_t ld, int64_t cols, cons
     for (int64_t c = 0; c < cols; ++c) sum[c] += (x[r * ld + c] = std::exp(x[r * ld + c] - shift[c]));
 }
 
+// x[r][c] <- exp(x[r][c] - shift[r]) over a rows x cols tile (a row is one query of a score tile). cols % 8 == 0.
+template <typename T>
+inline void exp_shift_rows(T* x, int64_t rows, int64_t ld, int64_t cols, const T* shift) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) x[r * ld + c] = std::exp(x[r * ld + c] - shift[r]);
+}
+
 #ifdef OUTEFFHOP_TILE_AVX2
 
 // MR rows of C times 16 columns, accumulated in 2*MR registers over the whole K loop.
@@ -159,6 +166,17 @@ inline void exp_shift_columns<float>(float* x, int64_t rows, int64_t ld, int64_t
       acc = _mm256_add_ps(acc, e);
     }
     _mm256_storeu_ps(sum + c, acc);
+  }
+}
+
+template <>
+inline void exp_shift_rows<float>(float* x, int64_t rows, int64_t ld, int64_t cols, const float* shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256 sh = _mm256_set1_ps(shift[r]);
+    for (int64_t c = 0; c < cols; c += 8) {
+      float* p = x + r * ld + c;
+      _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), sh)));
+    }
   }
 }
 
