@@ -86,6 +86,32 @@ def test_attention_lse_and_zero_key_identity(ops):
     assert torch.allclose(lse, torch.logsumexp(scores, -1), atol=1e-12)
 
 
+def test_fused_attention_gradgradcheck_lse_and_inference_mode(ops):
+    # Long enough for several query and key blocks of the fused kernel; float64 runs the same tiled algorithm.
+    q = torch.randn(1, 2, 70, 3, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 2, 130, 3, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 2, 130, 2, dtype=torch.float64, requires_grad=True)
+    sink = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    both = lambda q, k, v, s: sum(t.sum() for t in ops.attention_lse(q, k, v, None, s, 1.0, True))
+    assert torch.autograd.gradcheck(both, (q, k, v, sink))
+    small = [t.detach()[..., :5, :].clone().requires_grad_() for t in (q, k, v)]
+    assert torch.autograd.gradgradcheck(lambda q, k, v: ops.attention(q, k, v), small)
+    with torch.inference_mode():
+        out = ops.attention(q.float(), k.float(), v.float(), None, sink.float(), 1.0, True)
+    ref = ops.attention(q, k, v, None, sink, 1.0, True)
+    assert torch.allclose(out.double(), ref, atol=1e-5)
+
+
+def test_clipped_attention_gradcheck(ops):
+    q = torch.randn(1, 2, 6, 4, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(1, 2, 7, 4, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 2, 7, 4, dtype=torch.float64, requires_grad=True)
+    fn = lambda q, k, v: ops.clipped_attention(q, k, v, None, None, 1.0, -0.05, 1.05)
+    assert torch.autograd.gradcheck(fn, (q, k, v))
+    with pytest.raises(RuntimeError, match="gamma < eta"):
+        ops.clipped_attention(q, k, v, None, None, 1.0, 1.0, 0.5)
+
+
 def test_hopfield_ops(ops):
     x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
     mem = torch.randn(10, 8, dtype=torch.float64, requires_grad=True)
