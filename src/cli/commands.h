@@ -5,4 +5,5 @@
 namespace outeffhop::cli {
 void add_info(CLI::App& app);
 void add_retrieve(CLI::App& app);
+void add_bench(CLI::App& app);
 }  // namespace outeffhop::cli

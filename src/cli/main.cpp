@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   outeffhop::cli::add_info(app);
   outeffhop::cli::add_retrieve(app);
+  outeffhop::cli::add_bench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -102,6 +102,16 @@ def test_fused_attention_gradgradcheck_lse_and_inference_mode(ops):
     assert torch.allclose(out.double(), ref, atol=1e-5)
 
 
+def test_gated_attention_on_top_of_the_fused_kernel(ops):
+    # Gated attention (Bondarenko et al.): a per-head, per-token gate multiplies each head's output outside the kernel.
+    q, k, v = (torch.randn(1, 2, 5, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    gate_logits = torch.randn(1, 2, 5, 1, dtype=torch.float64, requires_grad=True)
+    fn = lambda q, k, v, g: ops.attention(q, k, v) * torch.sigmoid(g)
+    assert torch.autograd.gradcheck(fn, (q, k, v, gate_logits))
+    closed = ops.attention(q, k, v) * torch.sigmoid(torch.full_like(gate_logits, -1e4))
+    assert closed.abs().max() == 0  # a fully closed gate silences the head
+
+
 def test_clipped_attention_gradcheck(ops):
     q = torch.randn(1, 2, 6, 4, dtype=torch.float64, requires_grad=True)
     k = torch.randn(1, 2, 7, 4, dtype=torch.float64, requires_grad=True)
