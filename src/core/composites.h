@@ -21,6 +21,12 @@ at::Tensor clipped_attention_composite(const at::Tensor& q, const at::Tensor& k,
                                        bool causal, std::optional<double> scale);
 void check_clip(double gamma, double eta);
 
+// Backward of the sparse maps (sparsemax: alpha = 2, entmax15: alpha = 1.5, entmax_bisect) as differentiable ATen
+// ops: returns (dL/dx, dL/dalpha per row with `dim` kept). x: the forward's input; alpha broadcastable to out.
+std::tuple<at::Tensor, at::Tensor> sparse_map_backward_formula(const at::Tensor& grad_out, const at::Tensor& out,
+                                                               const at::Tensor& x, const at::Tensor& alpha,
+                                                               int64_t dim);
+
 at::Tensor hopfield_energy_composite(const at::Tensor& x, const at::Tensor& memories, double beta, double n);
 
 std::tuple<at::Tensor, at::Tensor> hopfield_retrieve_composite(const at::Tensor& x, const at::Tensor& memories,

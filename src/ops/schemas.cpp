@@ -15,6 +15,14 @@ TORCH_LIBRARY(outeffhop, m) {
   m.def(
       "clipped_attention(Tensor q, Tensor k, Tensor v, Tensor? attn_mask=None, Tensor? sink=None, float n=1.0, "
       "float gamma=0.0, float eta=1.0, bool causal=False, float? scale=None) -> Tensor");
+  m.def("sparsemax(Tensor x, int dim=-1) -> Tensor");
+  m.def("_sparsemax_backward(Tensor grad_out, Tensor out, int dim) -> Tensor");
+  m.def("entmax15(Tensor x, int dim=-1) -> Tensor");
+  m.def("_entmax15_backward(Tensor grad_out, Tensor out, int dim) -> Tensor");
+  m.def("entmax_bisect(Tensor x, Tensor alpha, int dim=-1, int n_iter=50) -> Tensor");
+  m.def(
+      "_entmax_bisect_backward(Tensor grad_out, Tensor out, Tensor x, Tensor alpha, int dim) "
+      "-> (Tensor grad_x, Tensor grad_alpha)");
   m.def("hopfield_energy(Tensor x, Tensor memories, float beta, float n=1.0) -> Tensor");
   m.def(
       "hopfield_retrieve(Tensor x, Tensor memories, float beta, float n=1.0, int max_steps=1, float eps=0.0) "

@@ -122,6 +122,19 @@ def test_clipped_attention_gradcheck(ops):
         ops.clipped_attention(q, k, v, None, None, 1.0, 1.0, 0.5)
 
 
+def test_sparse_maps_gradcheck_and_identities(ops):
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    alpha = (1.3 + torch.rand(3, 1, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: ops.sparsemax(t, -1), (x,))
+    assert torch.autograd.gradcheck(lambda t: ops.entmax15(t, -1), (x,))
+    assert torch.autograd.gradcheck(lambda t, a: ops.entmax_bisect(t, a, -1, 60), (x, alpha))
+    assert torch.autograd.gradgradcheck(lambda t: ops.entmax15(t, 0), (x,))
+    assert torch.autograd.gradgradcheck(lambda t, a: ops.entmax_bisect(t, a, -1, 60), (x, alpha))
+    two = torch.tensor(2.0, dtype=torch.float64)
+    assert torch.allclose(ops.entmax_bisect(x, two), ops.sparsemax(x), atol=1e-9)
+    assert torch.allclose(ops.entmax_bisect(x, torch.tensor(1.5, dtype=torch.float64)), ops.entmax15(x), atol=1e-9)
+
+
 def test_hopfield_ops(ops):
     x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
     mem = torch.randn(10, 8, dtype=torch.float64, requires_grad=True)
