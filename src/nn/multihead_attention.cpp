@@ -1,0 +1,163 @@
+// Multi-head attention with the paper's variants (see multihead_attention.h). Inference and dropout-free training
+// call the attention ops (the fused kernel on CPU); attention dropout needs the probabilities, so it runs eagerly.
+#include "outeffhop/nn/multihead_attention.h"
+
+#include <torch/nn/functional/dropout.h>
+
+#include <cmath>
+
+#include "outeffhop/attention.h"
+#include "outeffhop/softmax.h"
+
+namespace outeffhop::nn {
+namespace {
+
+// The MLP gate d_head -> d_head/4 -> 1 with ReLU; children named "0" and "2" like the reference's nn.Sequential.
+class GateMlpImpl : public torch::nn::Module {
+ public:
+  GateMlpImpl(int64_t in, int64_t hidden)
+      : first_(register_module("0", torch::nn::Linear(in, hidden))),
+        last_(register_module("2", torch::nn::Linear(hidden, 1))) {}
+  at::Tensor forward(const at::Tensor& x) { return last_->forward(at::relu(first_->forward(x))); }
+  torch::nn::Linear& last() { return last_; }
+
+ private:
+  torch::nn::Linear first_, last_;
+};
+TORCH_MODULE(GateMlp);
+
+torch::nn::AnyModule make_gate(GateKind kind, int64_t head_dim, double bias_init) {
+  if (kind == GateKind::kLinear) {
+    torch::nn::Linear g(head_dim, 1);
+    torch::NoGradGuard no_grad;
+    g->bias.fill_(bias_init);
+    return torch::nn::AnyModule(g);
+  }
+  GateMlp g(head_dim, std::max<int64_t>(1, head_dim / 4));
+  torch::NoGradGuard no_grad;
+  g->last()->bias.fill_(bias_init);
+  return torch::nn::AnyModule(g);
+}
+
+}  // namespace
+
+MultiheadAttentionImpl::MultiheadAttentionImpl(MultiheadAttentionOptions options) : options_(std::move(options)) {
+  const auto& o = options_;
+  TORCH_CHECK(o.embed_dim > 0 && o.num_heads > 0 && o.embed_dim % o.num_heads == 0,
+              "MultiheadAttention: embed_dim (", o.embed_dim, ") must be a positive multiple of num_heads (",
+              o.num_heads, ")");
+  TORCH_CHECK(o.dropout >= 0 && o.dropout < 1, "MultiheadAttention: dropout must be in [0, 1), got ", o.dropout);
+  head_dim_ = o.embed_dim / o.num_heads;
+  const int64_t kv = o.kv_dim > 0 ? o.kv_dim : o.embed_dim;
+  auto linear = [&](int64_t in) { return torch::nn::Linear(torch::nn::LinearOptions(in, o.embed_dim).bias(o.bias)); };
+  query_ = register_module(o.names.query, linear(o.embed_dim));
+  key_ = register_module(o.names.key, linear(kv));
+  value_ = register_module(o.names.value, linear(kv));
+  if (!o.names.out.empty()) out_ = register_module(o.names.out, linear(o.embed_dim));
+  if (o.variant.sink) sink_ = register_parameter("sink", torch::zeros({o.num_heads}));  // n_h = e^0 = 1 at start
+  if (o.variant.gate != GateKind::kNone) {
+    alpha_ = register_module("alpha", torch::nn::ModuleList());
+    for (int64_t h = 0; h < o.num_heads; ++h) {
+      gates_.push_back(make_gate(o.variant.gate, head_dim_, o.variant.gate_bias_init));
+      alpha_->push_back(gates_.back().ptr());  // registered as alpha.{h}
+    }
+  }
+}
+
+MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& query, const at::Tensor& key_value,
+                                                              const at::Tensor& key_padding_mask,
+                                                              const at::Tensor& attn_mask) {
+  const auto& o = options_;
+  TORCH_CHECK(query.dim() == 3 && query.size(2) == o.embed_dim, "MultiheadAttention: query must be B x T x ",
+              o.embed_dim, ", got ", query.sizes());
+  const auto& source = key_value.defined() ? key_value : query;
+  TORCH_CHECK(source.dim() == 3 && source.size(0) == query.size(0), "MultiheadAttention: key_value must be B x T x ",
+              o.kv_dim > 0 ? o.kv_dim : o.embed_dim, " with the query's batch, got ", source.sizes());
+  const int64_t B = query.size(0), Tq = query.size(1), Tk = source.size(1);
+  auto split = [&](const at::Tensor& x, int64_t T) { return x.view({B, T, o.num_heads, head_dim_}).transpose(1, 2); };
+  Heads heads{split(query_->forward(query), Tq), split(key_->forward(source), Tk), split(value_->forward(source), Tk),
+              std::nullopt};
+  if (key_padding_mask.defined()) {
+    TORCH_CHECK(key_padding_mask.scalar_type() == at::kBool && key_padding_mask.sizes() == at::IntArrayRef({B, Tk}),
+                "MultiheadAttention: key_padding_mask must be bool B x Tk = [", B, ", ", Tk, "] (true = keep), got ",
+                key_padding_mask.scalar_type(), " ", key_padding_mask.sizes());
+    heads.mask = key_padding_mask.view({B, 1, 1, Tk});
+  }
+  if (attn_mask.defined()) {
+    if (!heads.mask) {
+      heads.mask = attn_mask;
+    } else if (attn_mask.scalar_type() == at::kBool) {
+      heads.mask = at::logical_and(*heads.mask, attn_mask);
+    } else {
+      heads.mask = at::where(*heads.mask, attn_mask, at::full({}, -INFINITY, attn_mask.options()));
+    }
+  }
+  return heads;
+}
+
+at::Tensor MultiheadAttentionImpl::eager_probabilities(const Heads& heads, bool causal) {
+  const auto& variant = options_.variant;
+  auto scores = at::matmul(heads.q, heads.k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
+  if (heads.mask) {
+    scores = heads.mask->scalar_type() == at::kBool ? scores.masked_fill(heads.mask->logical_not(), -INFINITY)
+                                                    : scores + *heads.mask;
+  }
+  if (causal) {
+    const int64_t lq = scores.size(2), lk = scores.size(3);
+    scores = scores.masked_fill(at::ones({lq, lk}, scores.options().dtype(at::kBool)).triu(lk - lq + 1), -INFINITY);
+  }
+  at::Tensor p;
+  if (variant.sink) {
+    auto shape = scores.sizes().vec();
+    shape.back() = 1;
+    const auto extra = sink_.view({1, -1, 1, 1}).expand(shape);
+    p = at::softmax(at::cat({scores, extra}, -1), -1).narrow(-1, 0, scores.size(-1));
+  } else {
+    p = softmax_n(scores, variant.n, -1);
+  }
+  if (variant.clipped) {  // hidden keys stay at 0 (as in the clipped_attention op)
+    p = at::clamp(p * (variant.eta - variant.gamma) + variant.gamma, 0.0, 1.0).masked_fill(at::isneginf(scores), 0.0);
+  }
+  return p;
+}
+
+at::Tensor MultiheadAttentionImpl::gate(const at::Tensor& query, const at::Tensor& heads_out) {
+  const int64_t B = query.size(0), T = query.size(1);
+  const auto x = query.view({B, T, options_.num_heads, head_dim_});
+  std::vector<at::Tensor> gates;
+  for (int64_t h = 0; h < options_.num_heads; ++h)
+    gates.push_back(at::sigmoid(gates_[h].forward(x.select(2, h))));  // B x T x 1
+  return heads_out * at::stack(gates, 1);  // B x H x T x 1
+}
+
+at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Tensor& key_value,
+                                           const at::Tensor& key_padding_mask, const at::Tensor& attn_mask,
+                                           bool causal) {
+  const auto& variant = options_.variant;
+  const auto heads = project(query, key_value, key_padding_mask, attn_mask);
+  at::Tensor out;
+  if (is_training() && options_.dropout > 0) {
+    const auto p = torch::nn::functional::dropout(eager_probabilities(heads, causal),
+                                                  torch::nn::functional::DropoutFuncOptions().p(options_.dropout));
+    out = at::matmul(p, heads.v);
+  } else {
+    AttentionOptions opt;
+    opt.attn_mask = heads.mask;
+    opt.n = variant.n;
+    opt.causal = causal;
+    if (variant.sink) opt.sink = sink_;
+    out = variant.clipped ? clipped_attention(heads.q, heads.k, heads.v, variant.gamma, variant.eta, opt)
+                          : attention(heads.q, heads.k, heads.v, opt);
+  }
+  if (variant.gate != GateKind::kNone) out = gate(query, out);
+  out = out.transpose(1, 2).reshape({query.size(0), query.size(1), options_.embed_dim});
+  return out_ ? out_->forward(out) : out;
+}
+
+at::Tensor MultiheadAttentionImpl::probabilities(const at::Tensor& query, const at::Tensor& key_value,
+                                                 const at::Tensor& key_padding_mask, const at::Tensor& attn_mask,
+                                                 bool causal) {
+  return eager_probabilities(project(query, key_value, key_padding_mask, attn_mask), causal);
+}
+
+}  // namespace outeffhop::nn
