@@ -3,50 +3,27 @@
 
 #include <c10/util/Exception.h>
 
-#include <cmath>
 #include <sstream>
-#include <vector>
+
+#include "name_args.h"
 
 namespace outeffhop::nn {
 namespace {
 
+constexpr const char* kWhat = "attention variant";
 constexpr const char* kKnown =
     "softmax, softmax1, softmax_n(N), sink, clipped(GAMMA,ETA), clipped_softmax1(GAMMA,ETA), "
     "gated(linear|mlp[,BIAS]), gated_softmax1(linear|mlp[,BIAS])";
 
-// "name(a,b)" -> name and its arguments (none without parentheses).
-std::pair<std::string, std::vector<std::string>> split_spec(const std::string& spec) {
-  const auto open = spec.find('(');
-  if (open == std::string::npos) return {spec, {}};
-  TORCH_CHECK(spec.back() == ')', "attention variant '", spec, "': missing ')'");
-  std::vector<std::string> args;
-  std::stringstream in(spec.substr(open + 1, spec.size() - open - 2));
-  for (std::string a; std::getline(in, a, ',');) args.push_back(a);
-  return {spec.substr(0, open), args};
-}
-
-double number(const std::string& spec, const std::string& text) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TORCH_CHECK(used == text.size() && std::isfinite(v), "attention variant '", spec, "': '", text,
-              "' is not a finite number");
-  return v;
-}
-
+double number(const std::string& spec, const std::string& text) { return detail::parse_number(spec, text, kWhat); }
 void expect_args(const std::string& spec, const std::vector<std::string>& args, size_t min, size_t max) {
-  TORCH_CHECK(args.size() >= min && args.size() <= max, "attention variant '", spec, "' takes ", min,
-              min == max ? "" : " to " + std::to_string(max), " argument(s), got ", args.size());
+  detail::expect_arg_count(spec, args, min, max, kWhat);
 }
 
 }  // namespace
 
 AttentionVariant parse_attention_variant(const std::string& spec) {
-  const auto [name, args] = split_spec(spec);
+  const auto [name, args] = detail::split_name_args(spec, kWhat);
   AttentionVariant v;
   const bool one = name.size() > 8 && name.substr(name.size() - 8) == "softmax1";
   const std::string base = one ? name.substr(0, name.size() - 8) : name;
