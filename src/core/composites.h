@@ -27,6 +27,11 @@ std::tuple<at::Tensor, at::Tensor> sparse_map_backward_formula(const at::Tensor&
                                                                const at::Tensor& x, const at::Tensor& alpha,
                                                                int64_t dim);
 
+at::Tensor kurtosis_composite(const at::Tensor& x);
+at::Tensor inf_norm_composite(const at::Tensor& x);
+at::Tensor fake_quant_asym_composite(const at::Tensor& x, double xmin, double xmax, int64_t bits);
+at::Tensor fake_quant_sym_composite(const at::Tensor& w, int64_t bits);
+
 at::Tensor hopfield_energy_composite(const at::Tensor& x, const at::Tensor& memories, double beta, double n);
 
 std::tuple<at::Tensor, at::Tensor> hopfield_retrieve_composite(const at::Tensor& x, const at::Tensor& memories,

@@ -14,6 +14,10 @@ TORCH_LIBRARY_IMPL(outeffhop, CompositeImplicitAutograd, m) {
                          bool causal, std::optional<double> scale) {
     return std::get<0>(attention_lse(q, k, v, AttentionOptions{mask, sink, n, causal, scale}));
   });
+  m.impl("kurtosis", &detail::kurtosis_composite);
+  m.impl("inf_norm", &detail::inf_norm_composite);
+  m.impl("fake_quant_asym", &detail::fake_quant_asym_composite);
+  m.impl("fake_quant_sym", &detail::fake_quant_sym_composite);
   m.impl("hopfield_energy", &detail::hopfield_energy_composite);
   m.impl("hopfield_retrieve", &detail::hopfield_retrieve_composite);
 }

@@ -23,6 +23,10 @@ TORCH_LIBRARY(outeffhop, m) {
   m.def(
       "_entmax_bisect_backward(Tensor grad_out, Tensor out, Tensor x, Tensor alpha, int dim) "
       "-> (Tensor grad_x, Tensor grad_alpha)");
+  m.def("kurtosis(Tensor x) -> Tensor");
+  m.def("inf_norm(Tensor x) -> Tensor");
+  m.def("fake_quant_asym(Tensor x, float xmin, float xmax, int bits=8) -> Tensor");
+  m.def("fake_quant_sym(Tensor w, int bits=8) -> Tensor");
   m.def("hopfield_energy(Tensor x, Tensor memories, float beta, float n=1.0) -> Tensor");
   m.def(
       "hopfield_retrieve(Tensor x, Tensor memories, float beta, float n=1.0, int max_steps=1, float eps=0.0) "

@@ -135,6 +135,20 @@ def test_sparse_maps_gradcheck_and_identities(ops):
     assert torch.allclose(ops.entmax_bisect(x, torch.tensor(1.5, dtype=torch.float64)), ops.entmax15(x), atol=1e-9)
 
 
+def test_outlier_metrics_and_quantizers(ops):
+    x = torch.randn(3, 4, 50, dtype=torch.float64)
+    rows = x.reshape(3, -1)
+    c = rows - rows.mean(1, keepdim=True)
+    expected = c.pow(4).mean(1) / (rows.std(1).pow(4) + 1e-6)  # Pearson, unbiased std, as the paper computed it
+    assert torch.allclose(ops.kurtosis(x), expected, atol=1e-12)
+    assert torch.equal(ops.inf_norm(x), rows.abs().amax(1))
+    q = ops.fake_quant_asym(torch.tensor([0.5, 1.5, 2.5]), 0.0, 255.0, 8)
+    assert q.tolist() == [0.0, 2.0, 2.0]  # round half to even
+    w = torch.randn(100, requires_grad=True)
+    ops.fake_quant_sym(w, 4).sum().backward()
+    assert torch.equal(w.grad, torch.ones(100))  # straight-through
+
+
 def test_hopfield_ops(ops):
     x = torch.randn(4, 8, dtype=torch.float64, requires_grad=True)
     mem = torch.randn(10, 8, dtype=torch.float64, requires_grad=True)
