@@ -6,4 +6,5 @@ namespace outeffhop::cli {
 void add_info(CLI::App& app);
 void add_retrieve(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_memory(CLI::App& app);
 }  // namespace outeffhop::cli
