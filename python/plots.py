@@ -14,8 +14,9 @@ def memory(results_csv, out_png, title):
     """Success rate and squared error against the swept variable (memories or sigma), one line per model,
     mean with a band of +-1 std over seeds: the layout of the paper's Figures 5 and 6."""
     rows = list(csv.DictReader(open(results_csv)))
-    experiment = rows[0]["experiment"]
-    x_key = "n" if experiment == "capacity" else "sigma"
+    # The swept variable: steps when several step counts were run (retrieval curves), else N or sigma.
+    distinct = {k: len({r[k] for r in rows}) for k in ("n", "sigma", "steps")}
+    x_key = "steps" if distinct["steps"] > 1 else ("n" if rows[0]["experiment"] == "capacity" else "sigma")
     series = defaultdict(lambda: defaultdict(lambda: ([], [])))
     for r in rows:
         point = series[r["model"]][float(r[x_key])]
@@ -31,7 +32,7 @@ def memory(results_csv, out_png, title):
             axis.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                               alpha=0.15)
     for axis, label in zip(axes, ("success rate (cosine >= 0.8)", "mean squared difference")):
-        axis.set_xlabel("stored patterns N" if x_key == "n" else "noise sigma")
+        axis.set_xlabel({"n": "stored patterns N", "sigma": "noise sigma", "steps": "update steps"}[x_key])
         axis.set_ylabel(label)
         if x_key == "n":
             axis.set_xscale("log")

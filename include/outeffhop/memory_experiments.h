@@ -48,7 +48,7 @@ struct MemoryExperimentConfig {
                                      "entmax15", "entmax-alpha", "poly10"};
   std::vector<int64_t> sizes;   // memories; default: the published capacity sizes, or {1000} for noise
   std::vector<double> sigmas;   // noise std; default: the published sigmas, or {0} for capacity
-  int64_t steps = 1;            // UHop update steps
+  std::vector<int64_t> steps = {1};  // UHop update steps; several give retrieval curves (success vs steps)
   SeparationParams params;      // beta default depends on the harness (see memory_experiment_defaults)
   std::string order = "shuffled";  // file: the first N images in file order; shuffled: a permutation fixed by seed
   std::vector<int64_t> seeds = {1, 2, 3};

@@ -5,13 +5,13 @@
 #include <malloc.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "outeffhop/attention.h"
 #include "outeffhop/softmax.h"
+#include "timing.h"
 
 namespace outeffhop::bench {
 namespace {
@@ -31,21 +31,6 @@ double peak_mb_of(const std::function<void()>& call) {
   const double before = status_kb("VmRSS:");
   call();
   return std::max(0.0, status_kb("VmHWM:") - before) / 1024.0;
-}
-
-// Median seconds per call over at least 3 calls and min_seconds, after one warm-up call.
-double median_seconds(const std::function<void()>& call, double min_seconds) {
-  call();
-  std::vector<double> times;
-  double total = 0;
-  while (times.size() < 3 || total < min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    call();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    total += times.back();
-  }
-  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-  return times[times.size() / 2];
 }
 
 at::Tensor scores(const at::Tensor& q, const at::Tensor& k, bool causal) {

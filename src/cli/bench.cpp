@@ -9,6 +9,7 @@
 #include <map>
 
 #include "bench/attention_compare.h"
+#include "bench/retrieval_compare.h"
 #include "commands.h"
 
 namespace outeffhop::cli {
@@ -78,6 +79,39 @@ void run_bench_attention(BenchOptions o) {
   std::cout << out.dump() << "\n";
 }
 
+struct RetrievalBenchOptions {
+  std::vector<int64_t> dims = {784, 3072};
+  int64_t memories = 10000, queries = 1024;
+  std::vector<std::string> models = {"softmax", "softmax1", "sparsemax", "entmax15", "entmax-alpha", "poly10"};
+  double min_seconds = 0.5;
+  bool json = false;
+};
+
+void run_bench_retrieval(const RetrievalBenchOptions& o) {
+  TORCH_CHECK(o.memories >= 1 && o.queries >= 1, "--memories and --queries must be >= 1");
+  const double sgemm = bench::measure_sgemm_gflops();
+  const auto rows = bench::compare_retrieval(o.dims, o.memories, o.queries, o.models, o.min_seconds);
+  if (o.json) {
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& r : rows)
+      results.push_back({{"dim", r.dim}, {"memories", r.memories}, {"queries", r.queries}, {"model", r.model},
+                         {"ms", r.ms}, {"queries_per_s", r.queries_per_s}, {"gflops", r.gflops},
+                         {"sgemm_fraction", r.gflops / sgemm}});
+    std::cout << nlohmann::json{{"benchmark", "retrieval"}, {"threads", at::get_num_threads()},
+                                {"sgemm_gflops", sgemm}, {"results", results}}
+                     .dump()
+              << "\n";
+    return;
+  }
+  std::printf("retrieval benchmark: one UHop update of %ld queries against %ld memories, float32, %d threads; "
+              "sgemm ceiling %.1f GFLOP/s\n",
+              o.queries, o.memories, at::get_num_threads(), sgemm);
+  std::printf("%6s %-14s %10s %12s %9s %9s\n", "d", "model", "ms", "queries/s", "GFLOP/s", "of_sgemm");
+  for (const auto& r : rows)
+    std::printf("%6ld %-14s %10.2f %12.0f %9.1f %8.0f%%\n", r.dim, r.model.c_str(), r.ms, r.queries_per_s, r.gflops,
+                100 * r.gflops / sgemm);
+}
+
 }  // namespace
 
 void add_bench(CLI::App& app) {
@@ -99,6 +133,17 @@ void add_bench(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "Intra-op threads (0 = LibTorch's default)")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print one JSON object instead of the table");
   cmd->callback([o] { run_bench_attention(*o); });
+
+  auto r = std::make_shared<RetrievalBenchOptions>();
+  auto* retrieval = bench_cmd->add_subcommand(
+      "retrieval", "Associative-memory retrieval throughput (queries/s) per separation against the sgemm ceiling");
+  retrieval->add_option("--dims", r->dims, "Pattern dimensions d")->delimiter(',')->capture_default_str();
+  retrieval->add_option("--memories", r->memories, "Stored patterns M")->capture_default_str();
+  retrieval->add_option("--queries", r->queries, "Queries per batch")->capture_default_str();
+  retrieval->add_option("--models", r->models, "Separations (as in `memory`)")->delimiter(',')->capture_default_str();
+  retrieval->add_option("--min-time", r->min_seconds, "Seconds to repeat each measurement")->capture_default_str();
+  retrieval->add_flag("--json", r->json, "Print one JSON object instead of the table");
+  retrieval->callback([r] { run_bench_retrieval(*r); });
 }
 
 }  // namespace outeffhop::cli

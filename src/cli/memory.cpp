@@ -42,21 +42,23 @@ Stat mean_std(const std::vector<double>& v) {
 // Markdown: one row per swept value, one column per model, "success mean ± std (sqdiff mean)".
 std::string summary_table(const memory::MemoryExperimentConfig& c, const std::vector<memory::MemoryExperimentRow>& rows) {
   const bool capacity = c.experiment == "capacity";
-  std::map<double, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> cells;
+  const bool by_steps = c.steps.size() > 1;  // retrieval curves: one row per step count
+  std::map<std::pair<double, int64_t>, std::map<std::string, std::pair<std::vector<double>, std::vector<double>>>> cells;
   for (const auto& r : rows) {
-    auto& cell = cells[capacity ? static_cast<double>(r.n) : r.sigma][r.model];
+    auto& cell = cells[{capacity ? static_cast<double>(r.n) : r.sigma, by_steps ? r.steps : 0}][r.model];
     cell.first.push_back(r.success_rate);
     cell.second.push_back(r.mean_sqdiff);
   }
   std::ostringstream md;
-  md << "| " << (capacity ? "N" : "sigma");
+  md << "| " << (capacity ? "N" : "sigma") << (by_steps ? " | steps" : "");
   for (const auto& m : c.models) md << " | " << m;
-  md << " |\n|---";
+  md << " |\n|---" << (by_steps ? "|---" : "");
   for (size_t i = 0; i < c.models.size(); ++i) md << "|---";
   md << "|\n";
   char buf[96];
-  for (const auto& [x, by_model] : cells) {
-    md << "| " << x;
+  for (const auto& [key, by_model] : cells) {
+    md << "| " << key.first;
+    if (by_steps) md << " | " << key.second;
     for (const auto& m : c.models) {
       const auto s = mean_std(by_model.at(m).first), e = mean_std(by_model.at(m).second);
       std::snprintf(buf, sizeof buf, " | %.3f ± %.3f (%.1f)", s.mean, s.std, e.mean);
@@ -96,6 +98,12 @@ void write_outputs(const MemoryOptions& o, const std::vector<memory::MemoryExper
   }
 }
 
+std::string steps_text(const std::vector<int64_t>& steps) {
+  std::string text;
+  for (const auto k : steps) text += (text.empty() ? "" : ",") + std::to_string(k);
+  return text;
+}
+
 void run_memory(MemoryOptions o) {
   const auto t0 = std::chrono::steady_clock::now();
   o.config.harness = memory::parse_harness(o.harness);
@@ -103,7 +111,7 @@ void run_memory(MemoryOptions o) {
   const auto& c = o.config;
   std::ostringstream title;
   title << c.experiment << " on " << c.dataset << " (" << c.split << "), " << o.harness << " harness, beta "
-        << c.params.beta << (c.harness == memory::Harness::kUhop ? ", steps " + std::to_string(c.steps) : "")
+        << c.params.beta << (c.harness == memory::Harness::kUhop ? ", steps " + steps_text(c.steps) : "")
         << ", " << c.seeds.size() << " seed(s)";
   std::cerr << title.str() << "\n";
   const auto rows = memory::run_memory_experiment(c, [](const std::string& line) { std::cerr << line << "\n"; });
@@ -144,7 +152,9 @@ void add_experiment(CLI::App* parent, const std::string& name, const std::string
       ->delimiter(',');
   cmd->add_option("--sigmas", o->config.sigmas, "Noise stds (default: the paper's sweep for noise, 0 otherwise)")
       ->delimiter(',');
-  cmd->add_option("--steps", o->config.steps, "UHop update steps")->capture_default_str();
+  cmd->add_option("--steps", o->config.steps, "UHop update steps; several (1,2,5,10) give success-vs-steps curves")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--beta", o->config.params.beta, "Separation scale (default 1000 for uhn, 1 for uhop)")
       ->each([o](const std::string&) { o->beta_given = true; });
   cmd->add_option("--alpha", o->config.params.alpha, "alpha of entmax-alpha")->capture_default_str();

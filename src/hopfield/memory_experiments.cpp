@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -108,7 +109,11 @@ MemoryExperimentConfig with_defaults(MemoryExperimentConfig c, bool beta_given) 
   if (!beta_given) c.params.beta = c.harness == Harness::kUhn ? 1000.0 : 1.0;
   for (const auto n : c.sizes) TORCH_CHECK(n >= 1, "--sizes must be >= 1, got ", n);
   for (const auto s : c.sigmas) TORCH_CHECK(std::isfinite(s) && s >= 0, "--sigmas must be finite and >= 0, got ", s);
-  TORCH_CHECK(c.steps >= 1, "--steps must be >= 1, got ", c.steps);
+  TORCH_CHECK(!c.steps.empty(), "--steps must not be empty");
+  for (const auto k : c.steps) TORCH_CHECK(k >= 1, "--steps must be >= 1, got ", k);
+  std::sort(c.steps.begin(), c.steps.end());
+  c.steps.erase(std::unique(c.steps.begin(), c.steps.end()), c.steps.end());
+  if (c.harness == Harness::kUhn) TORCH_CHECK(c.steps == std::vector<int64_t>{1}, "the uhn harness is one shot: --steps 1");
   TORCH_CHECK(std::isfinite(c.params.beta) && c.params.beta > 0, "--beta must be finite and > 0");
   TORCH_CHECK(c.params.alpha > 1, "--alpha must be > 1");
   TORCH_CHECK(c.order == "file" || c.order == "shuffled", "--order must be file or shuffled, got '", c.order, "'");
@@ -141,14 +146,19 @@ std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentCon
         line << "seed " << seed << " n=" << n << " sigma=" << sigma << ":";
         for (const auto& model : c.models) {
           const auto s = parse_separation(model);
-          const auto out = c.harness == Harness::kUhn ? retrieve_uhn(memories, queries, s, c.params)
-                                                      : retrieve_uhop(memories, queries, s, c.params, c.steps);
-          const auto cosine = at::cosine_similarity(out, memories, 1, 1e-12);
-          MemoryExperimentRow row{model, n, sigma, seed, c.harness == Harness::kUhn ? 1 : c.steps};
-          row.success_rate = (cosine >= c.success_cosine).to(at::kDouble).mean().item<double>();
-          row.mean_sqdiff = (at::clamp(out, 0.0, 1.0) - memories).pow(2).sum(1).mean().item<double>();
-          rows.push_back(row);
-          line << " " << model << " " << std::fixed << std::setprecision(3) << row.success_rate;
+          auto out = queries;
+          int64_t done = 0;
+          for (const auto steps : c.steps) {  // UHop continues from the previous step count: one curve per model
+            out = c.harness == Harness::kUhn ? retrieve_uhn(memories, queries, s, c.params)
+                                             : retrieve_uhop(memories, out, s, c.params, steps - done);
+            done = steps;
+            const auto cosine = at::cosine_similarity(out, memories, 1, 1e-12);
+            MemoryExperimentRow row{model, n, sigma, seed, steps};
+            row.success_rate = (cosine >= c.success_cosine).to(at::kDouble).mean().item<double>();
+            row.mean_sqdiff = (at::clamp(out, 0.0, 1.0) - memories).pow(2).sum(1).mean().item<double>();
+            rows.push_back(row);
+          }
+          line << " " << model << " " << std::fixed << std::setprecision(3) << rows.back().success_rate;
         }
         if (progress) progress(line.str());
       }

@@ -78,6 +78,18 @@ TEST(MemoryExperiment, SeedsRepeatAndOptionsAreChecked) {
     EXPECT_EQ(a[i].mean_sqdiff, b[i].mean_sqdiff);
   }
   EXPECT_NE(a[0].mean_sqdiff, a[2].mean_sqdiff);  // seed 1 vs seed 2: other images, other noise
+  // Retrieval curves continue from the previous step count: the 3-step point equals a direct 3-step run.
+  auto curve = c;
+  curve.harness = Harness::kUhop;
+  curve.steps = {3, 1};
+  curve = with_defaults(curve, false);
+  auto direct = curve;
+  direct.steps = {3};
+  const auto from_curve = run_memory_experiment(curve), from_direct = run_memory_experiment(direct);
+  ASSERT_EQ(from_curve.size(), 2 * from_direct.size());
+  EXPECT_EQ(from_curve[1].steps, 3);
+  EXPECT_NEAR(from_curve[1].mean_sqdiff, from_direct[0].mean_sqdiff, 1e-9);
+  EXPECT_THROW(with_defaults([&] { auto u = c; u.steps = {2}; return u; }(), false), c10::Error);  // uhn is one shot
   auto too_big = c;
   too_big.sizes = {20000};
   EXPECT_THROW(run_memory_experiment(too_big), c10::Error);
