@@ -72,4 +72,11 @@ struct MemoryExperimentRow {
 std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentConfig& config,
                                                        const std::function<void(const std::string&)>& progress = {});
 
+// Capacity of the binary Krotov-Hopfield memory (krotov_hopfield.h) on binarised images (pixel > 0.5 -> +1, else
+// -1): queries have their bottom half set to -1, success is cosine >= success_cosine to the stored pattern, mean_sqdiff
+// is 4 x the Hamming distance. Uses config.dataset, split, data_dir, sizes, order, seeds; model = "krotov-n<power>".
+std::vector<MemoryExperimentRow> run_krotov_experiment(const MemoryExperimentConfig& config, int64_t power,
+                                                       int64_t max_sweeps,
+                                                       const std::function<void(const std::string&)>& progress = {});
+
 }  // namespace outeffhop::memory

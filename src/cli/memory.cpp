@@ -134,6 +134,46 @@ void run_memory(MemoryOptions o) {
             << table << "\n(" << seconds << " s)\n";
 }
 
+struct KrotovOptions {
+  MemoryOptions base;
+  int64_t power = 10;
+  int64_t sweeps = 5;
+};
+
+void run_krotov(KrotovOptions k) {
+  auto& o = k.base;
+  const auto t0 = std::chrono::steady_clock::now();
+  o.harness = "krotov";
+  auto& c = o.config;
+  if (c.sizes.empty()) c.sizes = {10, 20, 50, 100, 200, 500, 1000};
+  TORCH_CHECK(k.power >= 2 && k.sweeps >= 1, "--power must be >= 2 and --sweeps >= 1");
+  for (const auto n : c.sizes) TORCH_CHECK(n >= 1, "--sizes must be >= 1, got ", n);
+  c.models = {"krotov-n" + std::to_string(k.power)};
+  c.sigmas = {0.0};
+  const std::string title = "capacity of the binary Krotov-Hopfield memory (F(x) = x^" + std::to_string(k.power) +
+                            ") on binarised " + c.dataset + " (" + c.split + "), bottom halves set to -1";
+  std::cerr << title << "\n";
+  const auto rows = memory::run_krotov_experiment(c, k.power, k.sweeps,
+                                                  [](const std::string& line) { std::cerr << line << "\n"; });
+  const auto table = summary_table(c, rows);
+  if (!o.out.empty()) write_outputs(o, rows, table, title);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (o.json) {
+    nlohmann::json results = nlohmann::json::array();
+    for (const auto& r : rows)
+      results.push_back({{"model", r.model}, {"n", r.n}, {"seed", r.seed}, {"sweeps", r.steps},
+                         {"success_rate", r.success_rate}, {"mean_sqdiff", r.mean_sqdiff}});
+    std::cout << nlohmann::json{{"experiment", "krotov"}, {"dataset", c.dataset}, {"power", k.power},
+                                {"seconds", seconds}, {"results", results}}
+                     .dump()
+              << "\n";
+    return;
+  }
+  std::cout << title << "\nsuccess rate (cosine >= " << c.success_cosine
+            << ") mean ± std over seeds (mean squared difference = 4 x Hamming distance)\n\n"
+            << table << "\n(" << seconds << " s)\n";
+}
+
 void add_experiment(CLI::App* parent, const std::string& name, const std::string& help) {
   auto o = std::make_shared<MemoryOptions>();
   o->config.experiment = name;
@@ -173,6 +213,23 @@ void add_memory(CLI::App& app) {
   memory_cmd->require_subcommand(1);
   add_experiment(memory_cmd, "capacity", "Half-masked queries against growing numbers of stored images");
   add_experiment(memory_cmd, "noise", "Gaussian-noise queries against 1000 stored images");
+  auto k = std::make_shared<KrotovOptions>();
+  auto* krotov = memory_cmd->add_subcommand(
+      "krotov", "Capacity of the binary Krotov-Hopfield dense associative memory on binarised images");
+  krotov->add_option("--dataset", k->base.config.dataset, "fashion-mnist, mnist or cifar10 (--data-dir)")
+      ->check(CLI::IsMember({"fashion-mnist", "mnist", "cifar10"}))
+      ->capture_default_str();
+  krotov->add_option("--data-dir", k->base.config.data_dir, "Folder with the shared datasets");
+  krotov->add_option("--split", k->base.config.split, "train or test")->capture_default_str();
+  krotov->add_option("--sizes", k->base.config.sizes, "Numbers of stored images (default 10 ... 1000)")
+      ->delimiter(',');
+  krotov->add_option("--power", k->power, "n of the rectified polynomial F(x) = x^n")->capture_default_str();
+  krotov->add_option("--sweeps", k->sweeps, "Most asynchronous sweeps over the neurons")->capture_default_str();
+  krotov->add_option("--order", k->base.config.order, "file or shuffled (seeded)")->capture_default_str();
+  krotov->add_option("--seeds", k->base.config.seeds, "Seeds")->delimiter(',')->capture_default_str();
+  krotov->add_option("--out", k->base.out, "Folder for results.csv, summary.md and a PNG plot");
+  krotov->add_flag("--json", k->base.json, "Print one JSON object instead of the table");
+  krotov->callback([k] { run_krotov(*k); });
 }
 
 }  // namespace outeffhop::cli

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "outeffhop/data.h"
+#include "outeffhop/krotov_hopfield.h"
 #include "outeffhop/memory.h"
 #include "outeffhop/softmax.h"
 #include "outeffhop/sparse_maps.h"
@@ -122,20 +123,57 @@ MemoryExperimentConfig with_defaults(MemoryExperimentConfig c, bool beta_given) 
   return c;
 }
 
-std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentConfig& c,
-                                                       const std::function<void(const std::string&)>& progress) {
+namespace {
+
+// The split's images in [0, 1] (N x C x H x W), with every requested size checked against it.
+at::Tensor load_checked(const MemoryExperimentConfig& c) {
   TORCH_CHECK(c.split == "train" || c.split == "test", "--split must be train or test, got '", c.split, "'");
   const auto all = data::load_images(c.dataset, c.split == "train" ? data::Split::kTrain : data::Split::kTest,
                                      c.data_dir);
-  const int64_t available = all.images.size(0);
   for (const auto n : c.sizes)
-    TORCH_CHECK(n <= available, "--sizes: ", n, " memories asked, but ", c.dataset, " (", c.split, ") has ",
-                available, " images");
-  const auto images = to_unit_range(all.images);  // N x C x H x W in [0, 1]
+    TORCH_CHECK(n <= all.images.size(0), "--sizes: ", n, " memories asked, but ", c.dataset, " (", c.split, ") has ",
+                all.images.size(0), " images");
+  return to_unit_range(all.images);
+}
+
+at::Tensor memory_order(const MemoryExperimentConfig& c, int64_t seed, int64_t available) {
+  at::manual_seed(seed);
+  return c.order == "file" ? at::arange(available) : at::randperm(available);
+}
+
+}  // namespace
+
+std::vector<MemoryExperimentRow> run_krotov_experiment(const MemoryExperimentConfig& c, int64_t power,
+                                                       int64_t max_sweeps,
+                                                       const std::function<void(const std::string&)>& progress) {
+  const auto images = load_checked(c);
+  const std::string model = "krotov-n" + std::to_string(power);
   std::vector<MemoryExperimentRow> rows;
   for (const auto seed : c.seeds) {
-    at::manual_seed(seed);
-    const auto order = c.order == "file" ? at::arange(available) : at::randperm(available);
+    const auto order = memory_order(c, seed, images.size(0));
+    for (const auto n : c.sizes) {
+      const auto chosen = images.index_select(0, order.narrow(0, 0, n));
+      const auto patterns = (chosen > 0.5).to(at::kFloat).reshape({n, -1}) * 2 - 1;
+      const auto queries = ((corrupt(chosen, Corruption::kBottomHalf, 0.0) > 0.5).to(at::kFloat) * 2 - 1).reshape({n, -1});
+      const auto out = krotov_hopfield_retrieve(patterns, queries, power, max_sweeps).state;
+      const auto cosine = (out * patterns).sum(1) / patterns.size(1);
+      MemoryExperimentRow row{model, n, 0.0, seed, max_sweeps};
+      row.success_rate = (cosine >= c.success_cosine).to(at::kDouble).mean().item<double>();
+      row.mean_sqdiff = (out - patterns).pow(2).sum(1).mean().item<double>();
+      rows.push_back(row);
+      if (progress) progress("seed " + std::to_string(seed) + " n=" + std::to_string(n) + ": " + model + " " +
+                             std::to_string(row.success_rate));
+    }
+  }
+  return rows;
+}
+
+std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentConfig& c,
+                                                       const std::function<void(const std::string&)>& progress) {
+  const auto images = load_checked(c);  // N x C x H x W in [0, 1]
+  std::vector<MemoryExperimentRow> rows;
+  for (const auto seed : c.seeds) {
+    const auto order = memory_order(c, seed, images.size(0));
     for (const auto n : c.sizes) {
       const auto chosen = images.index_select(0, order.narrow(0, 0, n));
       const auto memories = chosen.reshape({n, -1});
