@@ -66,6 +66,9 @@ struct MemoryExperimentRow {
   int64_t steps = 0;
   double success_rate = 0;  // fraction of queries with cosine(output, original) >= success_cosine
   double mean_sqdiff = 0;   // mean over queries of sum over pixels (clamp(out) - original)^2
+  // UHop with softmax / softmax1 only (NaN otherwise): mean Hopfield energy H(x) = -lse_n(beta, X x) + |x|^2 / 2 of
+  // the outputs, whose update x <- X^T softmax_n(beta X x) never raises it (Lemma 2.1): an energy trace over steps.
+  double mean_energy = 0;
 };
 
 // Runs the sweep; progress(line) is called once per (seed, size, sigma) point.

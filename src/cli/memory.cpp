@@ -79,10 +79,11 @@ void write_outputs(const MemoryOptions& o, const std::vector<memory::MemoryExper
   const auto csv_path = fs::path(o.out) / "results.csv";
   {
     std::ofstream csv(csv_path.string() + ".tmp");
-    csv << "experiment,harness,dataset,model,n,sigma,seed,steps,success_rate,mean_sqdiff\n";
+    csv << "experiment,harness,dataset,model,n,sigma,seed,steps,success_rate,mean_sqdiff,mean_energy\n";
     for (const auto& r : rows)
       csv << o.config.experiment << "," << o.harness << "," << o.config.dataset << "," << r.model << "," << r.n << ","
-          << r.sigma << "," << r.seed << "," << r.steps << "," << r.success_rate << "," << r.mean_sqdiff << "\n";
+          << r.sigma << "," << r.seed << "," << r.steps << "," << r.success_rate << "," << r.mean_sqdiff << ","
+          << r.mean_energy << "\n";
     TORCH_CHECK(csv.good(), "could not write ", csv_path.string());
   }
   fs::rename(csv_path.string() + ".tmp", csv_path);
@@ -125,7 +126,8 @@ void run_memory(MemoryOptions o) {
     nlohmann::json results = nlohmann::json::array();
     for (const auto& r : rows)
       results.push_back({{"model", r.model}, {"n", r.n}, {"sigma", r.sigma}, {"seed", r.seed}, {"steps", r.steps},
-                         {"success_rate", r.success_rate}, {"mean_sqdiff", r.mean_sqdiff}});
+                         {"success_rate", r.success_rate}, {"mean_sqdiff", r.mean_sqdiff},
+                         {"mean_energy", std::isnan(r.mean_energy) ? nlohmann::json() : nlohmann::json(r.mean_energy)}});
     std::cout << nlohmann::json{{"experiment", c.experiment}, {"harness", o.harness}, {"dataset", c.dataset},
                                 {"beta", c.params.beta}, {"seconds", seconds}, {"results", results}}
                      .dump()

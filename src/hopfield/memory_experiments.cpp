@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "outeffhop/data.h"
+#include "outeffhop/hopfield.h"
 #include "outeffhop/krotov_hopfield.h"
 #include "outeffhop/memory.h"
 #include "outeffhop/softmax.h"
@@ -194,6 +195,12 @@ std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentCon
             MemoryExperimentRow row{model, n, sigma, seed, steps};
             row.success_rate = (cosine >= c.success_cosine).to(at::kDouble).mean().item<double>();
             row.mean_sqdiff = (at::clamp(out, 0.0, 1.0) - memories).pow(2).sum(1).mean().item<double>();
+            const bool dense = s == Separation::kSoftmax || s == Separation::kSoftmax1;
+            row.mean_energy = c.harness == Harness::kUhop && dense
+                                  ? hopfield_energy(out, memories, c.params.beta, s == Separation::kSoftmax1 ? 1.0 : 0.0)
+                                        .mean()
+                                        .item<double>()
+                                  : NAN;
             rows.push_back(row);
           }
           line << " " << model << " " << std::fixed << std::setprecision(3) << rows.back().success_rate;

@@ -90,6 +90,23 @@ TEST(MemoryExperiment, SeedsRepeatAndOptionsAreChecked) {
   EXPECT_EQ(from_curve[1].steps, 3);
   EXPECT_NEAR(from_curve[1].mean_sqdiff, from_direct[0].mean_sqdiff, 1e-9);
   EXPECT_THROW(with_defaults([&] { auto u = c; u.steps = {2}; return u; }(), false), c10::Error);  // uhn is one shot
+  // Energy trace on real images: softmax and softmax_1 updates never raise the Hopfield energy (Lemma 2.1).
+  auto trace = curve;
+  trace.models = {"softmax", "softmax1", "sparsemax"};
+  trace.steps = {1, 2, 3, 5};
+  trace.params.beta = 0.05;
+  for (const auto& model : trace.models) {
+    double previous = INFINITY;
+    for (const auto& r : run_memory_experiment(trace))
+      if (r.model == model && r.seed == 1) {
+        if (model == "sparsemax") {
+          EXPECT_TRUE(std::isnan(r.mean_energy));
+          continue;
+        }
+        EXPECT_LE(r.mean_energy, previous + 1e-6) << model << " step " << r.steps;
+        previous = r.mean_energy;
+      }
+  }
   auto too_big = c;
   too_big.sizes = {20000};
   EXPECT_THROW(run_memory_experiment(too_big), c10::Error);
