@@ -15,7 +15,8 @@ struct AttentionVariant {
   GateKind gate = GateKind::kNone;  // gated attention: sigmoid(G_h(x_h)) multiplies head h's output
   double gate_bias_init = -1.0986122886681098;  // logit(0.25): gates start mostly closed, as in the reference
 
-  // Canonical spelling, parseable by parse_attention_variant.
+  // Canonical spelling, parseable by parse_attention_variant (for the variants it can produce: clipped and gated
+  // ones with n = 0 or 1).
   std::string name() const;
 };
 
