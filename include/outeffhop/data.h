@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,5 +36,31 @@ struct DatasetLocation {
   bool found = false;
 };
 std::vector<DatasetLocation> locate_datasets(const std::string& data_dir);
+
+// The bytes of one entry of a zip archive (stored or deflate). Throws naming the archive and entry.
+std::vector<uint8_t> read_zip_entry(const std::string& zip_path, const std::string& entry);
+
+// A MATLAB v5 array: numeric (as doubles, column-major), char (text, column-major), cell, struct or old-style object.
+struct MatValue {
+  uint8_t mat_class = 0;  // MATLAB class: 1 cell, 2 struct, 3 object, 4 char, 6 double, ...; 0 for an empty array
+  std::vector<int64_t> dims;
+  std::string name, class_name;
+  std::vector<double> numbers;
+  std::string text;
+  std::vector<MatValue> cells;
+  std::map<std::string, std::vector<MatValue>> fields;  // one value per struct element
+  const MatValue& field(const std::string& name) const;  // the first element's field; throws if missing
+};
+// The top-level variables of a MAT v5 file (little-endian; compressed elements inflated). `what` names the source.
+std::vector<MatValue> read_mat5(const std::vector<uint8_t>& bytes, const std::string& what);
+
+// A multiple-instance benchmark of Andrews et al. (fox, elephant, tiger) from data_dir/mil/fox_elephant_tiger_mat.zip
+// (PRTools dataset objects): instances N x 230, the bag (0-based) and whether the instance is labelled positive.
+struct MilBenchmark {
+  at::Tensor instances;  // N x 230 float
+  at::Tensor bag;        // N int64
+  at::Tensor positive;   // N bool
+};
+MilBenchmark read_mil_benchmark(const std::string& data_dir, const std::string& name);
 
 }  // namespace outeffhop::data

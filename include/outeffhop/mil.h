@@ -21,6 +21,10 @@ struct Bags {
 Bags make_bags(const at::Tensor& features, const at::Tensor& labels, int64_t target, int64_t bags, double mean_size,
                double size_std, uint64_t seed);
 
+// Bags from instances grouped by bag id (N x d features, N bag ids, N instance labels): a bag is positive when any
+// instance is (the "presence" rule). Bags are ordered by id; instances keep their order within a bag.
+Bags bags_from_instances(const at::Tensor& features, const at::Tensor& bag_ids, const at::Tensor& positive);
+
 struct MilConfig {
   std::vector<std::string> models = {"softmax", "softmax1", "sparsemax"};  // HopfieldPooling associations
   int64_t folds = 10;

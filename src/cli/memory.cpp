@@ -181,6 +181,7 @@ void run_krotov(KrotovOptions k) {
 
 struct MilOptions {
   std::string dataset = "fashion-mnist", data_dir, split = "test";
+  std::string benchmark;  // fox | elephant | tiger: Andrews et al.'s bags instead of image bags
   int64_t target = 9, bags = 400;
   double bag_size = 10, bag_size_std = 2;
   mil::MilConfig config;
@@ -190,13 +191,25 @@ struct MilOptions {
 
 void run_mil(const MilOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  TORCH_CHECK(o.split == "train" || o.split == "test", "--split must be train or test");
-  const auto data = data::load_images(o.dataset, o.split == "train" ? data::Split::kTrain : data::Split::kTest,
-                                      o.data_dir);
-  const auto features = memory::to_unit_range(data.images).reshape({data.images.size(0), -1});
-  const auto bags = mil::make_bags(features, data.labels, o.target, o.bags, o.bag_size, o.bag_size_std, o.config.seed);
-  std::cerr << "MIL on " << o.dataset << ": " << o.bags << " bags of ~" << o.bag_size << " images, positive when one is "
-            << "class " << o.target << "; " << o.config.folds << "-fold cross-validation\n";
+  mil::Bags bags;
+  std::string source = o.dataset;
+  if (!o.benchmark.empty()) {
+    const auto b = data::read_mil_benchmark(o.data_dir, o.benchmark);
+    bags = mil::bags_from_instances(b.instances, b.bag, b.positive);
+    source = o.benchmark;
+    std::cerr << "MIL on " << o.benchmark << ": " << bags.labels.size(0) << " bags (" << bags.labels.sum().item<double>()
+              << " positive) of " << b.instances.size(0) << " instances with " << b.instances.size(1) << " features; "
+              << o.config.folds << "-fold cross-validation\n";
+  } else {
+    TORCH_CHECK(o.split == "train" || o.split == "test", "--split must be train or test");
+    const auto data = data::load_images(o.dataset, o.split == "train" ? data::Split::kTrain : data::Split::kTest,
+                                        o.data_dir);
+    const auto features = memory::to_unit_range(data.images).reshape({data.images.size(0), -1});
+    bags = mil::make_bags(features, data.labels, o.target, o.bags, o.bag_size, o.bag_size_std, o.config.seed);
+    std::cerr << "MIL on " << o.dataset << ": " << o.bags << " bags of ~" << o.bag_size
+              << " images, positive when one is class " << o.target << "; " << o.config.folds
+              << "-fold cross-validation\n";
+  }
   const auto rows = mil::cross_validate(bags, o.config, [](const std::string& line) { std::cerr << line << "\n"; });
   std::ostringstream md;
   md << "| association | accuracy | AUC |\n|---|---|---|\n";
@@ -214,21 +227,21 @@ void run_mil(const MilOptions& o) {
     std::filesystem::create_directories(o.out);
     std::ofstream csv(std::filesystem::path(o.out) / "results.csv");
     csv << "dataset,model,fold,accuracy,auc\n";
-    for (const auto& r : rows) csv << o.dataset << "," << r.model << "," << r.fold << "," << r.accuracy << "," << r.auc << "\n";
+    for (const auto& r : rows) csv << source << "," << r.model << "," << r.fold << "," << r.accuracy << "," << r.auc << "\n";
     std::ofstream(std::filesystem::path(o.out) / "summary.md") << md.str();
   }
   if (o.json) {
     nlohmann::json results = nlohmann::json::array();
     for (const auto& r : rows)
       results.push_back({{"model", r.model}, {"fold", r.fold}, {"accuracy", r.accuracy}, {"auc", r.auc}});
-    std::cout << nlohmann::json{{"experiment", "mil"}, {"dataset", o.dataset}, {"target", o.target},
+    std::cout << nlohmann::json{{"experiment", "mil"}, {"dataset", source}, {"target", o.target},
                                 {"seconds", seconds}, {"results", results}}
                      .dump()
               << "\n";
     return;
   }
-  std::cout << "MIL with HopfieldPooling on " << o.dataset << " bags (target class " << o.target << "), "
-            << o.config.folds << "-fold CV, mean ± std over folds\n\n"
+  std::cout << "MIL with HopfieldPooling on " << source << " bags"
+            << (o.benchmark.empty() ? " (target class " + std::to_string(o.target) + ")" : "") << ", " << o.config.folds << "-fold CV, mean ± std over folds\n\n"
             << md.str() << "\n(" << seconds << " s)\n";
 }
 
@@ -297,6 +310,9 @@ void add_memory(CLI::App& app) {
       ->capture_default_str();
   mil_cmd->add_option("--data-dir", m->data_dir, "Folder with the shared datasets");
   mil_cmd->add_option("--split", m->split, "train or test")->capture_default_str();
+  mil_cmd->add_option("--benchmark", m->benchmark,
+                      "fox, elephant or tiger (Andrews et al., from --data-dir/mil) instead of image bags")
+      ->check(CLI::IsMember({"fox", "elephant", "tiger"}));
   mil_cmd->add_option("--target", m->target, "The class whose presence makes a bag positive")->capture_default_str();
   mil_cmd->add_option("--bags", m->bags, "Number of bags (half positive)")->capture_default_str();
   mil_cmd->add_option("--bag-size", m->bag_size, "Mean instances per bag")->capture_default_str();

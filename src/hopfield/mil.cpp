@@ -65,6 +65,28 @@ Bags make_bags(const at::Tensor& features, const at::Tensor& labels, int64_t tar
   return out;
 }
 
+Bags bags_from_instances(const at::Tensor& features, const at::Tensor& bag_ids, const at::Tensor& positive) {
+  TORCH_CHECK(features.dim() == 2 && bag_ids.dim() == 1 && positive.dim() == 1 &&
+                  bag_ids.size(0) == features.size(0) && positive.size(0) == features.size(0),
+              "bags_from_instances: need N x d features and N bag ids and labels");
+  const auto ids = std::get<0>(at::_unique(bag_ids, /*sorted=*/true));
+  std::vector<at::Tensor> members;
+  int64_t max_size = 0;
+  for (int64_t b = 0; b < ids.numel(); ++b) {
+    members.push_back(at::nonzero(bag_ids == ids[b]).squeeze(1));
+    max_size = std::max(max_size, members.back().numel());
+  }
+  Bags out{at::zeros({ids.numel(), max_size, features.size(1)}, features.options()),
+           at::ones({ids.numel(), max_size}, at::kBool), at::zeros({ids.numel()}, at::kFloat)};
+  for (int64_t b = 0; b < ids.numel(); ++b) {
+    const int64_t size = members[b].numel();
+    out.instances[b].narrow(0, 0, size).copy_(features.index_select(0, members[b]));
+    out.padding[b].narrow(0, 0, size).fill_(false);
+    out.labels[b] = positive.index_select(0, members[b]).any().item<bool>() ? 1.0 : 0.0;
+  }
+  return out;
+}
+
 double roc_auc(const at::Tensor& scores, const at::Tensor& labels) {
   const auto s = scores.to(at::kDouble), y = labels.to(at::kBool);
   const auto pos = s.masked_select(y), neg = s.masked_select(y.logical_not());
