@@ -53,6 +53,10 @@ struct MemoryExperimentConfig {
   std::string order = "shuffled";  // file: the first N images in file order; shuffled: a permutation fixed by seed
   std::vector<int64_t> seeds = {1, 2, 3};
   double success_cosine = 0.8;
+  // No-op classification (paper §2.2, App. B.1): when > 0, memories whose cosine similarity to every other memory
+  // stays below this threshold are flagged as no-op outliers and leave the retrieval matrix (for softmax_1 they join
+  // the shared class vector, whose +1 is already softmax_1's). Their queries still count.
+  double no_op_threshold = 0.0;
 };
 
 // Fills the published defaults for whatever the config leaves empty (sizes, sigmas) and checks every option.
@@ -69,6 +73,7 @@ struct MemoryExperimentRow {
   // UHop with softmax / softmax1 only (NaN otherwise): mean Hopfield energy H(x) = -lse_n(beta, X x) + |x|^2 / 2 of
   // the outputs, whose update x <- X^T softmax_n(beta X x) never raises it (Lemma 2.1): an energy trace over steps.
   double mean_energy = 0;
+  int64_t flagged = 0;  // memories flagged as no-op outliers (no_op_threshold > 0)
 };
 
 // Runs the sweep; progress(line) is called once per (seed, size, sigma) point.

@@ -79,11 +79,11 @@ void write_outputs(const MemoryOptions& o, const std::vector<memory::MemoryExper
   const auto csv_path = fs::path(o.out) / "results.csv";
   {
     std::ofstream csv(csv_path.string() + ".tmp");
-    csv << "experiment,harness,dataset,model,n,sigma,seed,steps,success_rate,mean_sqdiff,mean_energy\n";
+    csv << "experiment,harness,dataset,model,n,sigma,seed,steps,success_rate,mean_sqdiff,mean_energy,flagged\n";
     for (const auto& r : rows)
       csv << o.config.experiment << "," << o.harness << "," << o.config.dataset << "," << r.model << "," << r.n << ","
           << r.sigma << "," << r.seed << "," << r.steps << "," << r.success_rate << "," << r.mean_sqdiff << ","
-          << r.mean_energy << "\n";
+          << r.mean_energy << "," << r.flagged << "\n";
     TORCH_CHECK(csv.good(), "could not write ", csv_path.string());
   }
   fs::rename(csv_path.string() + ".tmp", csv_path);
@@ -127,7 +127,8 @@ void run_memory(MemoryOptions o) {
     for (const auto& r : rows)
       results.push_back({{"model", r.model}, {"n", r.n}, {"sigma", r.sigma}, {"seed", r.seed}, {"steps", r.steps},
                          {"success_rate", r.success_rate}, {"mean_sqdiff", r.mean_sqdiff},
-                         {"mean_energy", std::isnan(r.mean_energy) ? nlohmann::json() : nlohmann::json(r.mean_energy)}});
+                         {"mean_energy", std::isnan(r.mean_energy) ? nlohmann::json() : nlohmann::json(r.mean_energy)},
+                         {"flagged", r.flagged}});
     std::cout << nlohmann::json{{"experiment", c.experiment}, {"harness", o.harness}, {"dataset", c.dataset},
                                 {"beta", c.params.beta}, {"seconds", seconds}, {"results", results}}
                      .dump()
@@ -269,6 +270,9 @@ void add_experiment(CLI::App* parent, const std::string& name, const std::string
   cmd->add_option("--beta", o->config.params.beta, "Separation scale (default 1000 for uhn, 1 for uhop)")
       ->each([o](const std::string&) { o->beta_given = true; });
   cmd->add_option("--alpha", o->config.params.alpha, "alpha of entmax-alpha")->capture_default_str();
+  cmd->add_option("--no-op-threshold", o->config.no_op_threshold,
+                  "Flag memories whose cosine to every other is below this as no-op outliers (0 = off)")
+      ->capture_default_str();
   cmd->add_option("--order", o->config.order, "file (first N in file order) or shuffled (seeded)")
       ->capture_default_str();
   cmd->add_option("--seeds", o->config.seeds, "Seeds")->delimiter(',')->capture_default_str();

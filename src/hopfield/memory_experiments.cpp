@@ -118,6 +118,7 @@ MemoryExperimentConfig with_defaults(MemoryExperimentConfig c, bool beta_given) 
   if (c.harness == Harness::kUhn) TORCH_CHECK(c.steps == std::vector<int64_t>{1}, "the uhn harness is one shot: --steps 1");
   TORCH_CHECK(std::isfinite(c.params.beta) && c.params.beta > 0, "--beta must be finite and > 0");
   TORCH_CHECK(c.params.alpha > 1, "--alpha must be > 1");
+  TORCH_CHECK(c.no_op_threshold >= 0 && c.no_op_threshold <= 1, "--no-op-threshold must be in [0, 1]");
   TORCH_CHECK(c.order == "file" || c.order == "shuffled", "--order must be file or shuffled, got '", c.order, "'");
   TORCH_CHECK(!c.seeds.empty() && !c.models.empty(), "--seeds and --models must not be empty");
   for (const auto& m : c.models) parse_separation(m);
@@ -178,6 +179,13 @@ std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentCon
     for (const auto n : c.sizes) {
       const auto chosen = images.index_select(0, order.narrow(0, 0, n));
       const auto memories = chosen.reshape({n, -1});
+      // The retrieval matrix: all memories, or those not flagged as no-op outliers.
+      const auto flags = c.no_op_threshold > 0 ? flag_dissimilar(memories, c.no_op_threshold)
+                                               : at::zeros({n}, at::kBool);
+      const int64_t flagged = flags.sum().item<int64_t>();
+      TORCH_CHECK(flagged < n, "--no-op-threshold ", c.no_op_threshold, " flags every one of the ", n, " memories");
+      const auto retrieval = flagged > 0 ? memories.index_select(0, at::nonzero(flags.logical_not()).squeeze(1))
+                                         : memories;
       for (const auto sigma : c.sigmas) {
         at::manual_seed(seed * 1000003 + n * 101 + static_cast<int64_t>(std::llround(sigma * 1000)));
         const auto queries = corrupt_queries(chosen, c, sigma).reshape({n, -1});
@@ -188,16 +196,17 @@ std::vector<MemoryExperimentRow> run_memory_experiment(const MemoryExperimentCon
           auto out = queries;
           int64_t done = 0;
           for (const auto steps : c.steps) {  // UHop continues from the previous step count: one curve per model
-            out = c.harness == Harness::kUhn ? retrieve_uhn(memories, queries, s, c.params)
-                                             : retrieve_uhop(memories, out, s, c.params, steps - done);
+            out = c.harness == Harness::kUhn ? retrieve_uhn(retrieval, queries, s, c.params)
+                                             : retrieve_uhop(retrieval, out, s, c.params, steps - done);
             done = steps;
             const auto cosine = at::cosine_similarity(out, memories, 1, 1e-12);
             MemoryExperimentRow row{model, n, sigma, seed, steps};
+            row.flagged = flagged;
             row.success_rate = (cosine >= c.success_cosine).to(at::kDouble).mean().item<double>();
             row.mean_sqdiff = (at::clamp(out, 0.0, 1.0) - memories).pow(2).sum(1).mean().item<double>();
             const bool dense = s == Separation::kSoftmax || s == Separation::kSoftmax1;
             row.mean_energy = c.harness == Harness::kUhop && dense
-                                  ? hopfield_energy(out, memories, c.params.beta, s == Separation::kSoftmax1 ? 1.0 : 0.0)
+                                  ? hopfield_energy(out, retrieval, c.params.beta, s == Separation::kSoftmax1 ? 1.0 : 0.0)
                                         .mean()
                                         .item<double>()
                                   : NAN;

@@ -107,6 +107,17 @@ TEST(MemoryExperiment, SeedsRepeatAndOptionsAreChecked) {
         previous = r.mean_energy;
       }
   }
+  // No-op classification: a threshold above every similarity would flag all (an error); a moderate one flags some
+  // memories, which then leave the retrieval matrix.
+  auto no_op = c;
+  no_op.no_op_threshold = 1.0;
+  EXPECT_THROW(run_memory_experiment(no_op), c10::Error);
+  no_op.no_op_threshold = 0.75;
+  const auto flagged = run_memory_experiment(no_op);
+  EXPECT_GT(flagged[0].flagged, 0);
+  EXPECT_LT(flagged[0].flagged, 40);
+  EXPECT_NE(flagged[0].mean_sqdiff, a[0].mean_sqdiff);
+  EXPECT_EQ(a[0].flagged, 0);
   auto too_big = c;
   too_big.sizes = {20000};
   EXPECT_THROW(run_memory_experiment(too_big), c10::Error);
