@@ -3,6 +3,7 @@
 #include <ATen/core/Tensor.h>
 #include <optional>
 #include <tuple>
+#include <utility>
 
 namespace outeffhop {
 
@@ -26,6 +27,11 @@ std::tuple<at::Tensor, at::Tensor> attention_lse(const at::Tensor& q, const at::
 // out = P V. Bondarenko et al.'s clipped softmax for n = 0; "clipped OutEffHop" for n = 1. Needs gamma < eta.
 at::Tensor clipped_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double gamma, double eta,
                              const AttentionOptions& opt = {});
+
+// The attention probabilities B x H x Lq x Lk that attention / clipped_attention (clip = (gamma, eta)) multiply V
+// with, materialised by plain differentiable ATen ops: for analysis, attention dropout and tests.
+at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt = {},
+                                   std::optional<std::pair<double, double>> clip = std::nullopt);
 
 namespace reference {
 // float64 oracle through the identity: softmax_n attention = softmax attention over [K; 0], [V; 0] whose extra key

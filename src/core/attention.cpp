@@ -129,15 +129,23 @@ at::Tensor clipped_attention_composite(const at::Tensor& q, const at::Tensor& k,
                                        const std::optional<at::Tensor>& sink, double n, double gamma, double eta,
                                        bool causal, std::optional<double> scale) {
   check_attention_args(q, k, v, attn_mask, sink, n, scale);
-  check_clip(gamma, eta);
-  const auto scores = masked_scores(q, k, attn_mask, causal, scale);
-  // Hidden keys (mask, causal) stay at 0 even when gamma > 0 would lift them.
-  const auto p = at::clamp(exact_probabilities(scores, sink, n) * (eta - gamma) + gamma, 0.0, 1.0)
-                     .masked_fill(at::isneginf(scores), 0.0);
-  return at::matmul(p, v);
+  AttentionOptions opt{attn_mask, sink, n, causal, scale};
+  return at::matmul(attention_probabilities(q, k, opt, std::pair{gamma, eta}), v);
 }
 
 }  // namespace detail
+
+at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt,
+                                   std::optional<std::pair<double, double>> clip) {
+  detail::check_attention_args(q, k, k, opt.attn_mask, opt.sink, opt.n, opt.scale);
+  const auto scores = masked_scores(q, k, opt.attn_mask, opt.causal, opt.scale);
+  const auto p = exact_probabilities(scores, opt.sink, opt.n);
+  if (!clip) return p;
+  const auto [gamma, eta] = *clip;
+  detail::check_clip(gamma, eta);
+  // Hidden keys (mask, causal) stay at 0 even when gamma > 0 would lift them.
+  return at::clamp(p * (eta - gamma) + gamma, 0.0, 1.0).masked_fill(at::isneginf(scores), 0.0);
+}
 
 namespace {
 using AttentionOp = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,

@@ -7,7 +7,6 @@
 #include <cmath>
 
 #include "outeffhop/attention.h"
-#include "outeffhop/softmax.h"
 
 namespace outeffhop::nn {
 namespace {
@@ -96,29 +95,21 @@ MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& 
 }
 
 at::Tensor MultiheadAttentionImpl::eager_probabilities(const Heads& heads, bool causal) {
-  const auto& variant = options_.variant;
-  auto scores = at::matmul(heads.q, heads.k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));
-  if (heads.mask) {
-    scores = heads.mask->scalar_type() == at::kBool ? scores.masked_fill(heads.mask->logical_not(), -INFINITY)
-                                                    : scores + *heads.mask;
-  }
-  if (causal) {
-    const int64_t lq = scores.size(2), lk = scores.size(3);
-    scores = scores.masked_fill(at::ones({lq, lk}, scores.options().dtype(at::kBool)).triu(lk - lq + 1), -INFINITY);
-  }
-  at::Tensor p;
-  if (variant.sink) {
-    auto shape = scores.sizes().vec();
-    shape.back() = 1;
-    const auto extra = sink_.view({1, -1, 1, 1}).expand(shape);
-    p = at::softmax(at::cat({scores, extra}, -1), -1).narrow(-1, 0, scores.size(-1));
-  } else {
-    p = softmax_n(scores, variant.n, -1);
-  }
-  if (variant.clipped) {  // hidden keys stay at 0 (as in the clipped_attention op)
-    p = at::clamp(p * (variant.eta - variant.gamma) + variant.gamma, 0.0, 1.0).masked_fill(at::isneginf(scores), 0.0);
-  }
-  return p;
+  return attention_probabilities(heads.q, heads.k, op_options(heads, causal), clip());
+}
+
+AttentionOptions MultiheadAttentionImpl::op_options(const Heads& heads, bool causal) const {
+  AttentionOptions opt;
+  opt.attn_mask = heads.mask;
+  opt.n = options_.variant.n;
+  opt.causal = causal;
+  if (options_.variant.sink) opt.sink = sink_;
+  return opt;
+}
+
+std::optional<std::pair<double, double>> MultiheadAttentionImpl::clip() const {
+  const auto& v = options_.variant;
+  return v.clipped ? std::optional{std::pair{v.gamma, v.eta}} : std::nullopt;
 }
 
 at::Tensor MultiheadAttentionImpl::gate(const at::Tensor& query, const at::Tensor& heads_out) {
@@ -141,11 +132,7 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
                                                   torch::nn::functional::DropoutFuncOptions().p(options_.dropout));
     out = at::matmul(p, heads.v);
   } else {
-    AttentionOptions opt;
-    opt.attn_mask = heads.mask;
-    opt.n = variant.n;
-    opt.causal = causal;
-    if (variant.sink) opt.sink = sink_;
+    const auto opt = op_options(heads, causal);
     out = variant.clipped ? clipped_attention(heads.q, heads.k, heads.v, variant.gamma, variant.eta, opt)
                           : attention(heads.q, heads.k, heads.v, opt);
   }

@@ -126,35 +126,39 @@ AttentionArgs clipped_args(const at::Tensor& q, const at::Tensor& k, const at::T
   return a;
 }
 
-std::tuple<at::Tensor, at::Tensor> to_pair(const variable_list& r) { return {r[0], r[1]}; }
+// The op bodies, with or without a graph: kAutograd registers under the Autograd key, the other below it.
+template <bool kAutograd>
+variable_list run(const AttentionArgs& a) {
+  return kAutograd ? apply_autograd(a) : forward_without_grad(a);
+}
+
+template <bool kAutograd>
+std::tuple<at::Tensor, at::Tensor> attention_lse_op(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                                    const std::optional<at::Tensor>& mask,
+                                                    const std::optional<at::Tensor>& sink, double n, bool causal,
+                                                    std::optional<double> scale) {
+  const auto r = run<kAutograd>(attention_args(q, k, v, mask, sink, n, causal, scale));
+  return {r[0], r[1]};
+}
+
+template <bool kAutograd>
+at::Tensor clipped_attention_op(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink, double n,
+                                double gamma, double eta, bool causal, std::optional<double> scale) {
+  return run<kAutograd>(clipped_args(q, k, v, mask, sink, n, gamma, eta, causal, scale))[0];
+}
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(outeffhop, Autograd, m) {
-  m.impl("attention_lse", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink, double n,
-                             bool causal, std::optional<double> scale) {
-    return to_pair(apply_autograd(attention_args(q, k, v, mask, sink, n, causal, scale)));
-  });
-  m.impl("clipped_attention", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink,
-                                 double n, double gamma, double eta, bool causal, std::optional<double> scale) {
-    return apply_autograd(clipped_args(q, k, v, mask, sink, n, gamma, eta, causal, scale))[0];
-  });
+  m.impl("attention_lse", &attention_lse_op<true>);
+  m.impl("clipped_attention", &clipped_attention_op<true>);
 }
 
 // Below autograd (inference mode, or no autograd key): the same choice of kernel without a graph.
 TORCH_LIBRARY_IMPL(outeffhop, CompositeExplicitAutograd, m) {
-  m.impl("attention_lse", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                             const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink, double n,
-                             bool causal, std::optional<double> scale) {
-    return to_pair(forward_without_grad(attention_args(q, k, v, mask, sink, n, causal, scale)));
-  });
-  m.impl("clipped_attention", [](const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                 const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& sink,
-                                 double n, double gamma, double eta, bool causal, std::optional<double> scale) {
-    return forward_without_grad(clipped_args(q, k, v, mask, sink, n, gamma, eta, causal, scale))[0];
-  });
+  m.impl("attention_lse", &attention_lse_op<false>);
+  m.impl("clipped_attention", &clipped_attention_op<false>);
 }
 
 }  // namespace outeffhop

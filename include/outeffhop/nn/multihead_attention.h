@@ -8,6 +8,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 
+#include "outeffhop/attention.h"
 #include "outeffhop/nn/attention_variant.h"
 
 namespace outeffhop::nn {
@@ -53,6 +54,8 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   Heads project(const at::Tensor& query, const at::Tensor& key_value, const at::Tensor& key_padding_mask,
                 const at::Tensor& attn_mask);
   at::Tensor eager_probabilities(const Heads& heads, bool causal);
+  AttentionOptions op_options(const Heads& heads, bool causal) const;  // the variant as attention-op options
+  std::optional<std::pair<double, double>> clip() const;               // (gamma, eta) of a clipped variant
   at::Tensor gate(const at::Tensor& query, const at::Tensor& heads_out);
 
   MultiheadAttentionOptions options_;
