@@ -44,6 +44,7 @@ void check_attention_args(const at::Tensor& q, const at::Tensor& k, const at::Te
     TORCH_CHECK(m.scalar_type() == at::kBool || at::isFloatingType(m.scalar_type()),
                 "attention: attn_mask must be bool (true = keep) or floating (additive), got ", m.scalar_type());
     TORCH_CHECK(m.dim() <= 4, "attention: attn_mask must have at most 4 dims, got ", m.sizes());
+    TORCH_CHECK(m.device() == q.device(), "attention: attn_mask is on ", m.device(), ", q on ", q.device());
     const int64_t full[4] = {q.size(0), q.size(1), q.size(2), k.size(2)};
     for (int64_t i = 0; i < m.dim(); ++i) {
       const int64_t s = m.size(m.dim() - 1 - i), want = full[3 - i];
@@ -54,6 +55,7 @@ void check_attention_args(const at::Tensor& q, const at::Tensor& k, const at::Te
   }
   if (sink) {
     detail::check_floating(*sink, kOp, "sink");
+    TORCH_CHECK(sink->device() == q.device(), "attention: sink is on ", sink->device(), ", q on ", q.device());
     TORCH_CHECK(sink->dim() == 1 && sink->size(0) == q.size(1), "attention: sink must have shape [H] = [", q.size(1),
                 "], got ", sink->sizes());
   } else {

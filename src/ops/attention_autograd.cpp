@@ -1,5 +1,6 @@
-// Registrations of attention_lse and clipped_attention: the fused kernel on CPU (forward and recompute-based backward
-// through a custom autograd function), the differentiable composite elsewhere and when a mask needs a gradient.
+// Registrations of attention_lse and clipped_attention: the fused kernel where one applies (CPU; CUDA for half types,
+// forward and recompute-based backward through a custom autograd function), the differentiable composite elsewhere
+// and when a mask needs a gradient.
 // A backward that must itself be differentiated (create_graph) is taken through the composite too.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -27,7 +28,7 @@ variable_list composite_outputs(const AttentionArgs& a) {
 }
 
 bool fused_applies(const AttentionArgs& a) {
-  return a.q.device().is_cpu() && !(a.attn_mask && a.attn_mask->requires_grad());
+  return detail::fused_attention_supports(a) && !(a.attn_mask && a.attn_mask->requires_grad());
 }
 
 variable_list forward_without_grad(const AttentionArgs& a) {

@@ -70,7 +70,12 @@ bool use_reference(std::optional<AttentionKernel> kernel) {
 
 }  // namespace
 
+bool fused_attention_supports(const AttentionArgs& args) {
+  return args.q.device().is_cpu() || (args.q.device().is_cuda() && cuda_fused_attention_supports(args));
+}
+
 FusedForward fused_attention_forward(const AttentionArgs& args, std::optional<AttentionKernel> kernel) {
+  if (args.q.device().is_cuda()) return cuda_fused_attention_forward(args);
   TORCH_CHECK(args.q.device().is_cpu(), "attention: the fused kernel runs on CPU tensors, got ", args.q.device());
   const auto type = compute_type(args.q);
   const auto& q = args.q;
@@ -95,6 +100,7 @@ FusedForward fused_attention_forward(const AttentionArgs& args, std::optional<At
 FusedGrads fused_attention_backward(const AttentionArgs& args, const at::Tensor& grad_out, const at::Tensor& grad_lse,
                                     const at::Tensor& out, const at::Tensor& lse,
                                     std::optional<AttentionKernel> kernel) {
+  if (args.q.device().is_cuda()) return cuda_fused_attention_backward(args, grad_out, grad_lse, out, lse);
   const auto type = out.scalar_type();
   TORCH_CHECK(grad_out.sizes() == out.sizes(), "attention backward: grad_out has shape ", grad_out.sizes(),
               ", expected ", out.sizes());
@@ -123,13 +129,15 @@ FusedGrads fused_attention_backward(const AttentionArgs& args, const at::Tensor&
     });
   });
   FusedGrads grads{dq.to(args.q.scalar_type()), dk.to(args.k.scalar_type()), dv.to(args.v.scalar_type()), {}};
-  if (args.sink) {
-    // d lse / d s_h = the no-op key's probability exp(s_h - lse); each row pulls with -row_dot.
-    const auto sink = args.sink->to(type).view({1, -1, 1});
-    const auto null_prob = at::where(at::isneginf(lse), at::zeros_like(lse), at::exp(sink - lse));
-    grads.sink = (-(null_prob * row_dot)).sum({0, 2}).to(args.sink->scalar_type());
-  }
+  if (args.sink) grads.sink = sink_gradient(*args.sink, lse, row_dot);
   return grads;
+}
+
+at::Tensor sink_gradient(const at::Tensor& sink, const at::Tensor& lse, const at::Tensor& row_dot) {
+  // d lse / d s_h = the no-op key's probability exp(s_h - lse); each row pulls with -row_dot.
+  const auto s = sink.to(lse.scalar_type()).view({1, -1, 1});
+  const auto null_prob = at::where(at::isneginf(lse), at::zeros_like(lse), at::exp(s - lse));
+  return (-(null_prob * row_dot)).sum({0, 2}).to(sink.scalar_type());
 }
 
 }  // namespace outeffhop::detail

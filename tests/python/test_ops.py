@@ -1,21 +1,8 @@
 """The op library from Python: torch.ops.outeffhop.* against PyTorch itself, gradcheck, and error messages."""
 import math
-import os
-import pathlib
 
 import pytest
 import torch
-
-LIB = os.environ.get("OUTEFFHOP_OPS_LIBRARY") or str(
-    pathlib.Path(__file__).resolve().parents[2] / "build" / "src" / "libouteffhop_ops.so")
-
-
-@pytest.fixture(scope="module")
-def ops():
-    if not os.path.exists(LIB):
-        pytest.fail(f"op library not built: {LIB} (set OUTEFFHOP_OPS_LIBRARY)")
-    torch.ops.load_library(LIB)
-    return torch.ops.outeffhop
 
 
 def softmax_n_via_extra_logit(x, n, dim):
