@@ -21,7 +21,7 @@ for step in "${steps[@]}"; do
       nvcc --version | tail -1
       cmake -S . -B build-gpu -G Ninja -DOUTEFFHOP_OPS_ONLY=ON -DOUTEFFHOP_CUDA=ON -DOUTEFFHOP_PYTHON="$PY" \
         > "$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-      ninja -C build-gpu outeffhop_ops > "$OUT/build.log" 2>&1 || { grep -B2 -A12 -m3 error "$OUT/build.log"; exit 1; }
+      ninja -k 0 -C build-gpu outeffhop_ops > "$OUT/build.log" 2>&1 || { grep -B2 -A12 -m3 error "$OUT/build.log"; exit 1; }
       echo "built $OUTEFFHOP_OPS_LIBRARY" ;;
     test)
       timeout 200 "$PY" -m pytest -q -p no:cacheprovider tests/python 2>&1 | tee "$OUT/pytest.log" | tail -40 ;;

@@ -137,7 +137,7 @@ at::Tensor sink_gradient(const at::Tensor& sink, const at::Tensor& lse, const at
   // d lse / d s_h = the no-op key's probability exp(s_h - lse); each row pulls with -row_dot.
   const auto s = sink.to(lse.scalar_type()).view({1, -1, 1});
   const auto null_prob = at::where(at::isneginf(lse), at::zeros_like(lse), at::exp(s - lse));
-  return (-(null_prob * row_dot)).sum({0, 2}).to(sink.scalar_type());
+  return (-(null_prob * row_dot)).sum(at::IntArrayRef{0, 2}).to(sink.scalar_type());
 }
 
 }  // namespace outeffhop::detail
