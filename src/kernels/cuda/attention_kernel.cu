@@ -148,13 +148,17 @@ __device__ __forceinline__ float logit2(const FlashAttentionParams& p, float sca
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Forward: one CTA per (batch x head, 128 queries); each warp owns 16 query rows; keys in double-buffered blocks of 64.
+// Forward: one CTA per (batch x head, 128 queries); each of 4 warps owns 32 query rows (two 16-row MMA tiles, so
+// every K and V fragment read from shared memory feeds twice the MMAs); keys in double-buffered blocks.
 
-constexpr int kFwdWarps = 8, kFwdRows = 16 * kFwdWarps, kFwdKeys = 64;
+constexpr int kFwdWarps = 4, kFwdTiles = 2, kFwdRows = 16 * kFwdTiles * kFwdWarps;
+// Keys per block: 32 at D = 128 keeps the score tile small enough that the output accumulators do not spill.
+template <int D>
+constexpr int kFwdKeysFor = D > 64 ? 32 : 64;
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kFwdWarps * 32) forward_kernel(const FlashAttentionParams p) {
-  constexpr int kThreads = kFwdWarps * 32;
+  constexpr int kThreads = kFwdWarps * 32, kFwdKeys = kFwdKeysFor<D>;
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* smem = reinterpret_cast<T*>(smem_bytes);
   const SmemTile<T, D> q_tile{smem};
@@ -182,15 +186,17 @@ __global__ void __launch_bounds__(kFwdWarps * 32) forward_kernel(const FlashAtte
   }
   cp_async_commit();
 
-  // The recurrence starts from the no-op key: running max m = its logit, running sum 1 (kept by one thread of the
-  // quad that shares the row; the quad's partial sums are added at the end).
+  // Row r of this thread: tile r / 2, row g (+ 8 for odd r). The recurrence starts from the no-op key: running max m =
+  // its logit, running sum 1 (kept by one thread of the quad that shares the row; partial sums are added at the end).
+  constexpr int kRows = 2 * kFwdTiles;
   const float no_op = (p.sink ? p.sink[h] : p.no_op_logit) * kLog2e;
   const float scale2 = p.scale * kLog2e;
-  float m[2] = {no_op, no_op};
   const float l0 = (tq == 0 && no_op > -INFINITY) ? 1.f : 0.f;
-  float l[2] = {l0, l0};
-  float o[D / 8][4] = {};
-  const int rows[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
+  float m[kRows], l[kRows];
+  int rows[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) m[r] = no_op, l[r] = l0, rows[r] = q0 + (warp * kFwdTiles + r / 2) * 16 + g + (r & 1) * 8;
+  float o[kFwdTiles][D / 8][4] = {};
 
   for (int kb = 0; kb < n_blocks; ++kb) {
     cp_async_wait_all();
@@ -203,61 +209,76 @@ __global__ void __launch_bounds__(kFwdWarps * 32) forward_kernel(const FlashAtte
     const auto kt = k_tile(kb & 1);
     const auto vt = v_tile(kb & 1);
 
-    float s[kFwdKeys / 8][4] = {};
+    float s[kFwdTiles][kFwdKeys / 8][4] = {};
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, q_tile, warp * 16, 2 * kk, lane);
+      uint32_t a[kFwdTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kFwdTiles; ++mt) load_a(a[mt], q_tile, (warp * kFwdTiles + mt) * 16, 2 * kk, lane);
 #pragma unroll
       for (int j = 0; j < kFwdKeys / 16; ++j) {
         uint32_t bb[4];
         load_b_pair(bb, kt, 16 * j, 2 * kk, lane);
-        mma<T>(s[2 * j], a, bb[0], bb[1]);
-        mma<T>(s[2 * j + 1], a, bb[2], bb[3]);
+#pragma unroll
+        for (int mt = 0; mt < kFwdTiles; ++mt) {
+          mma<T>(s[mt][2 * j], a[mt], bb[0], bb[1]);
+          mma<T>(s[mt][2 * j + 1], a[mt], bb[2], bb[3]);
+        }
       }
     }
 
     const int key0 = kb * kFwdKeys;
     const bool edges = key0 + kFwdKeys > p.Lk || q0 + kFwdRows > p.Lq ||
                        (p.causal && key0 + kFwdKeys - 1 > q0 + diagonal);
-    float row_max[2] = {-INFINITY, -INFINITY};
+    float row_max[kRows];
 #pragma unroll
-    for (int nt = 0; nt < kFwdKeys / 8; ++nt)
+    for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY;
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = key0 + nt * 8 + 2 * tq + (e & 1);
-        s[nt][e] = logit2(p, s[nt][e] * scale2, mask, rows[e >> 1], key, edges);
-        row_max[e >> 1] = fmaxf(row_max[e >> 1], s[nt][e]);
-      }
-    float shift[2];
+    for (int mt = 0; mt < kFwdTiles; ++mt)
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const float m_new = fmaxf(m[i], quad_max(row_max[i]));
-      shift[i] = m_new == -INFINITY ? 0.f : m_new;  // nothing seen yet: keep exp2 away from -inf - -inf
-      const float alpha = exp2f(m[i] - shift[i]);
-      m[i] = m_new;
-      l[i] *= alpha;
+      for (int nt = 0; nt < kFwdKeys / 8; ++nt)
 #pragma unroll
-      for (int n = 0; n < D / 8; ++n) o[n][2 * i] *= alpha, o[n][2 * i + 1] *= alpha;
+        for (int e = 0; e < 4; ++e) {
+          const int r = 2 * mt + (e >> 1), key = key0 + nt * 8 + 2 * tq + (e & 1);
+          s[mt][nt][e] = logit2(p, s[mt][nt][e] * scale2, mask, rows[r], key, edges);
+          row_max[r] = fmaxf(row_max[r], s[mt][nt][e]);
+        }
+    float shift[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float m_new = fmaxf(m[r], quad_max(row_max[r]));
+      shift[r] = m_new == -INFINITY ? 0.f : m_new;  // nothing seen yet: keep exp2 away from -inf - -inf
+      const float alpha = exp2f(m[r] - shift[r]);
+      m[r] = m_new;
+      l[r] *= alpha;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) o[r / 2][n][2 * (r & 1)] *= alpha, o[r / 2][n][2 * (r & 1) + 1] *= alpha;
     }
 #pragma unroll
-    for (int nt = 0; nt < kFwdKeys / 8; ++nt)
+    for (int mt = 0; mt < kFwdTiles; ++mt)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nt][e] = exp2f(s[nt][e] - shift[e >> 1]);
-        l[e >> 1] += s[nt][e];
-      }
+      for (int nt = 0; nt < kFwdKeys / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int r = 2 * mt + (e >> 1);
+          s[mt][nt][e] = exp2f(s[mt][nt][e] - shift[r]);
+          l[r] += s[mt][nt][e];
+        }
 
 #pragma unroll
     for (int kk = 0; kk < kFwdKeys / 16; ++kk) {
-      uint32_t a[4];
-      accumulators_as_a<T>(a, s[2 * kk], s[2 * kk + 1]);
+      uint32_t a[kFwdTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < kFwdTiles; ++mt) accumulators_as_a<T>(a[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
       for (int c = 0; c < D / 16; ++c) {
         uint32_t bb[4];
         load_b_pair_trans(bb, vt, 16 * kk, 2 * c, lane);
-        mma<T>(o[2 * c], a, bb[0], bb[1]);
-        mma<T>(o[2 * c + 1], a, bb[2], bb[3]);
+#pragma unroll
+        for (int mt = 0; mt < kFwdTiles; ++mt) {
+          mma<T>(o[mt][2 * c], a[mt], bb[0], bb[1]);
+          mma<T>(o[mt][2 * c + 1], a[mt], bb[2], bb[3]);
+        }
       }
     }
   }
@@ -265,15 +286,16 @@ __global__ void __launch_bounds__(kFwdWarps * 32) forward_kernel(const FlashAtte
 
   const int64_t bh = static_cast<int64_t>(b) * p.H + h;
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    const float sum = quad_sum(l[i]);
-    if (rows[i] >= p.Lq) continue;
+  for (int r = 0; r < kRows; ++r) {
+    const float sum = quad_sum(l[r]);
+    if (rows[r] >= p.Lq) continue;
     const float inv = sum > 0 ? 1.f / sum : 0.f;  // an empty row (no no-op key, every key hidden) is zeros
-    T* out = static_cast<T*>(p.out) + (bh * p.Lq + rows[i]) * D;
+    T* out = static_cast<T*>(p.out) + (bh * p.Lq + rows[r]) * D;
+    const int e = 2 * (r & 1);
 #pragma unroll
     for (int n = 0; n < D / 8; ++n)
-      *reinterpret_cast<uint32_t*>(out + n * 8 + 2 * tq) = pack2<T>(o[n][2 * i] * inv, o[n][2 * i + 1] * inv);
-    if (tq == 0) p.lse[bh * p.Lq + rows[i]] = sum > 0 ? (m[i] + log2f(sum)) * kLn2 : -INFINITY;
+      *reinterpret_cast<uint32_t*>(out + n * 8 + 2 * tq) = pack2<T>(o[r / 2][n][e] * inv, o[r / 2][n][e + 1] * inv);
+    if (tq == 0) p.lse[bh * p.Lq + rows[r]] = sum > 0 ? (m[r] + log2f(sum)) * kLn2 : -INFINITY;
   }
 }
 
@@ -291,12 +313,13 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(const FlashAtt
   const FlashAttentionParams& p = g.fwd;
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* smem = reinterpret_cast<T*>(smem_bytes);
+  // K, V of this block; Q, dO and their rows' lse / row_dot double-buffered (the next query block streams in while
+  // this one is computed); dS^T (keys x queries) for the dQ product.
+  constexpr int kQBuf = 2 * kBwdRows * D;  // elements of one Q + dO buffer
   const SmemTile<T, D> k_tile{smem}, v_tile{smem + kBwdKeys * D};
-  const SmemTile<T, D> q_tile{smem + 2 * kBwdKeys * D}, do_tile{smem + (2 * kBwdKeys + kBwdRows) * D};
-  const SmemTile<T, kBwdRows> ds_tile{smem + 2 * (kBwdKeys + kBwdRows) * D};  // dS^T: keys x queries
-  float* lse2 = reinterpret_cast<float*>(smem + 2 * (kBwdKeys + kBwdRows) * D + kBwdKeys * kBwdRows);
-  float* delta = lse2 + kBwdRows;
-
+  T* q_buffers = smem + 2 * kBwdKeys * D;
+  const SmemTile<T, kBwdRows> ds_tile{q_buffers + 2 * kQBuf};
+  float* row_stats = reinterpret_cast<float*>(q_buffers + 2 * kQBuf + kBwdKeys * kBwdRows);  // [buffer][lse2|delta]
   const int b = blockIdx.x / p.H, h = blockIdx.x % p.H, key0 = blockIdx.y * kBwdKeys;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane >> 2, tq = lane & 3;
   const int64_t bh = static_cast<int64_t>(b) * p.H + h;
@@ -322,19 +345,31 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(const FlashAtt
   const int first_block = p.causal ? max(0, key0 - diagonal) / kBwdRows : 0;
   const int n_blocks = (p.Lq + kBwdRows - 1) / kBwdRows;
 
-  for (int qb = first_block; qb < n_blocks; ++qb) {
-    const int q0 = qb * kBwdRows;
-    load_rows<kBwdRows, kThreads>(q_tile, q, p.q_stride[2], q0, p.Lq);
-    load_rows<kBwdRows, kThreads>(do_tile, dout, D, q0, p.Lq);
-    cp_async_commit();
+  // Starts the copies of query block qb into buffer qb % 2 (tiles by cp.async, row statistics by plain stores).
+  const auto load_query_block = [&](int qb) {
+    const int q0 = qb * kBwdRows, buffer = qb & 1;
+    load_rows<kBwdRows, kThreads>(SmemTile<T, D>{q_buffers + buffer * kQBuf}, q, p.q_stride[2], q0, p.Lq);
+    load_rows<kBwdRows, kThreads>(SmemTile<T, D>{q_buffers + buffer * kQBuf + kBwdRows * D}, dout, D, q0, p.Lq);
+    float* stats = row_stats + buffer * 2 * kBwdRows;
     for (int i = threadIdx.x; i < kBwdRows; i += kThreads) {
       const bool valid = q0 + i < p.Lq;
       const float row_lse = valid ? lse[q0 + i] : -INFINITY;
-      lse2[i] = row_lse == -INFINITY ? INFINITY : row_lse * kLog2e;  // empty rows: every p_j = 0
-      delta[i] = valid ? row_dot[q0 + i] : 0.f;
+      stats[i] = row_lse == -INFINITY ? INFINITY : row_lse * kLog2e;  // empty rows: every p_j = 0
+      stats[kBwdRows + i] = valid ? row_dot[q0 + i] : 0.f;
     }
+  };
+  if (first_block < n_blocks) load_query_block(first_block);
+  cp_async_commit();
+
+  for (int qb = first_block; qb < n_blocks; ++qb) {
+    const int q0 = qb * kBwdRows;
     cp_async_wait_all();
-    __syncthreads();
+    __syncthreads();  // block qb is in; every warp is done with the other buffer and with dS^T
+    if (qb + 1 < n_blocks) load_query_block(qb + 1);
+    cp_async_commit();
+    const SmemTile<T, D> q_tile{q_buffers + (qb & 1) * kQBuf}, do_tile{q_buffers + (qb & 1) * kQBuf + kBwdRows * D};
+    const float* lse2 = row_stats + (qb & 1) * 2 * kBwdRows;
+    const float* delta = lse2 + kBwdRows;
 
     float s[kBwdRows / 8][4] = {};  // S^T, then P^T
 #pragma unroll
@@ -409,27 +444,33 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(const FlashAtt
     }
     __syncthreads();
 
-    // dQ[q0.., :] += dS K: work units of 16 queries x 16 head columns, spread over the warps.
-    for (int unit = warp; unit < (kBwdRows / 16) * (D / 16); unit += kBwdWarps) {
-      const int qt = unit / (D / 16), dc = unit % (D / 16);
-      float acc[2][4] = {};
+    // dQ[q0.., :] += dS K: work units of 16 queries x 64 head columns spread over the warps; each dS fragment read
+    // feeds 8 MMAs.
+    constexpr int kCols = 64, kGroups = D / kCols;
+    for (int unit = warp; unit < (kBwdRows / 16) * kGroups; unit += kBwdWarps) {
+      const int qt = unit / kGroups, col0 = (unit % kGroups) * kCols;
+      float acc[kCols / 8][4] = {};
 #pragma unroll
       for (int kk = 0; kk < kBwdKeys / 16; ++kk) {
-        uint32_t a[4], bb[4];
+        uint32_t a[4];
         load_a_trans(a, ds_tile, 16 * kk, 2 * qt, lane);
-        load_b_pair_trans(bb, k_tile, 16 * kk, 2 * dc, lane);
-        mma<T>(acc[0], a, bb[0], bb[1]);
-        mma<T>(acc[1], a, bb[2], bb[3]);
+#pragma unroll
+        for (int c = 0; c < kCols / 16; ++c) {
+          uint32_t bb[4];
+          load_b_pair_trans(bb, k_tile, 16 * kk, col0 / 8 + 2 * c, lane);
+          mma<T>(acc[2 * c], a, bb[0], bb[1]);
+          mma<T>(acc[2 * c + 1], a, bb[2], bb[3]);
+        }
       }
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int row = q0 + qt * 16 + gr + (e >> 1) * 8;
         if (row >= p.Lq) continue;
 #pragma unroll
-        for (int n = 0; n < 2; ++n) atomicAdd(dq + int64_t{row} * D + dc * 16 + n * 8 + 2 * tq + (e & 1), acc[n][e]);
+        for (int n = 0; n < kCols / 8; ++n)
+          atomicAdd(dq + int64_t{row} * D + col0 + n * 8 + 2 * tq + (e & 1), acc[n][e]);
       }
     }
-    __syncthreads();  // the next block overwrites q, dO, dS and the row statistics
   }
   cp_async_wait_all();
 
@@ -459,7 +500,7 @@ void launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t str
 
 template <typename T, int D>
 void forward(const FlashAttentionParams& p, cudaStream_t stream) {
-  const size_t smem = size_t{kFwdRows + 4 * kFwdKeys} * D * sizeof(T);
+  const size_t smem = size_t{kFwdRows + 4 * kFwdKeysFor<D>} * D * sizeof(T);
   const dim3 grid(p.B * p.H, (p.Lq + kFwdRows - 1) / kFwdRows);
   launch(forward_kernel<T, D>, grid, kFwdWarps * 32, smem, stream, p);
 }
@@ -467,7 +508,7 @@ void forward(const FlashAttentionParams& p, cudaStream_t stream) {
 template <typename T, int D>
 void backward(const FlashAttentionBackwardParams& p, cudaStream_t stream) {
   const size_t smem =
-      size_t{2 * (kBwdKeys + kBwdRows) * D + kBwdKeys * kBwdRows} * sizeof(T) + 2 * kBwdRows * sizeof(float);
+      size_t{2 * kBwdKeys * D + 4 * kBwdRows * D + kBwdKeys * kBwdRows} * sizeof(T) + 4 * kBwdRows * sizeof(float);
   const dim3 grid(p.fwd.B * p.fwd.H, (p.fwd.Lk + kBwdKeys - 1) / kBwdKeys);
   launch(backward_kernel<T, D>, grid, kBwdWarps * 32, smem, stream, p);
 }
