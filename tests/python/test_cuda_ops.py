@@ -197,4 +197,7 @@ def test_hopfield_retrieve_cuda_matches_cpu(ops):
     mem = torch.randn(100, 32, dtype=torch.float64)
     got = ops.hopfield_retrieve(x.to(DEV), mem.to(DEV), 4.0, 1.0, 5, 0.0)
     want = ops.hopfield_retrieve(x, mem, 4.0, 1.0, 5, 0.0)
-    assert max_err(got.cpu(), want) < 1e-10
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.device.type == "cuda"
+        assert max_err(g.cpu(), w) < 1e-10

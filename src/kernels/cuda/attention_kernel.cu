@@ -148,17 +148,20 @@ __device__ __forceinline__ float logit2(const FlashAttentionParams& p, float sca
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Forward: one CTA per (batch x head, 128 queries); each of 4 warps owns 32 query rows (two 16-row MMA tiles, so
-// every K and V fragment read from shared memory feeds twice the MMAs); keys in double-buffered blocks.
+// Forward: one CTA per (batch x head, 128 queries); each warp owns kTiles 16-row MMA tiles of queries (at D = 64 two,
+// so every K and V fragment read from shared memory feeds twice the MMAs; at D = 128 one, which leaves the output
+// accumulators room in registers); keys in double-buffered blocks of 64.
 
-constexpr int kFwdWarps = 4, kFwdTiles = 2, kFwdRows = 16 * kFwdTiles * kFwdWarps;
-// Keys per block: 32 at D = 128 keeps the score tile small enough that the output accumulators do not spill.
 template <int D>
-constexpr int kFwdKeysFor = D > 64 ? 32 : 64;
+struct ForwardShape {
+  static constexpr int kTiles = D > 64 ? 1 : 2, kWarps = 8 / kTiles, kRows = 128, kKeys = 64;
+};
 
 template <typename T, int D>
-__global__ void __launch_bounds__(kFwdWarps * 32) forward_kernel(const FlashAttentionParams p) {
-  constexpr int kThreads = kFwdWarps * 32, kFwdKeys = kFwdKeysFor<D>;
+__global__ void __launch_bounds__(ForwardShape<D>::kWarps * 32) forward_kernel(const FlashAttentionParams p) {
+  using Shape = ForwardShape<D>;
+  constexpr int kFwdWarps = Shape::kWarps, kFwdTiles = Shape::kTiles, kFwdRows = Shape::kRows;
+  constexpr int kFwdKeys = Shape::kKeys, kThreads = kFwdWarps * 32;
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   T* smem = reinterpret_cast<T*>(smem_bytes);
   const SmemTile<T, D> q_tile{smem};
@@ -500,9 +503,10 @@ void launch(Kernel kernel, dim3 grid, int threads, size_t smem, cudaStream_t str
 
 template <typename T, int D>
 void forward(const FlashAttentionParams& p, cudaStream_t stream) {
-  const size_t smem = size_t{kFwdRows + 4 * kFwdKeysFor<D>} * D * sizeof(T);
-  const dim3 grid(p.B * p.H, (p.Lq + kFwdRows - 1) / kFwdRows);
-  launch(forward_kernel<T, D>, grid, kFwdWarps * 32, smem, stream, p);
+  using Shape = ForwardShape<D>;
+  const size_t smem = size_t{Shape::kRows + 4 * Shape::kKeys} * D * sizeof(T);
+  const dim3 grid(p.B * p.H, (p.Lq + Shape::kRows - 1) / Shape::kRows);
+  launch(forward_kernel<T, D>, grid, Shape::kWarps * 32, smem, stream, p);
 }
 
 template <typename T, int D>
