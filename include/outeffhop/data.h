@@ -63,4 +63,13 @@ struct MilBenchmark {
 };
 MilBenchmark read_mil_benchmark(const std::string& data_dir, const std::string& name);
 
+// Text corpora. A Project Gutenberg e-text reduced to its body: the lines between "*** START OF" and "*** END OF"
+// (the whole text when the markers are missing), without a UTF-8 BOM or carriage returns.
+std::string strip_gutenberg(const std::string& text);
+std::string read_text_file(const std::string& path);  // the file's bytes; throws when unreadable
+// Every *.txt file in `dir` (sorted by name), each stripped of its Gutenberg header and footer, joined by blank lines.
+std::string read_books(const std::string& dir);
+// Byte-level tokens: int64 ids 0..255, one per byte.
+at::Tensor byte_tokens(const std::string& text);
+
 }  // namespace outeffhop::data

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   outeffhop::cli::add_retrieve(app);
   outeffhop::cli::add_bench(app);
   outeffhop::cli::add_memory(app);
+  outeffhop::cli::add_lm(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

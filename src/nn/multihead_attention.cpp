@@ -1,5 +1,6 @@
 // Multi-head attention with the paper's variants (see multihead_attention.h). Inference and dropout-free training
-// call the attention ops (the fused kernel on CPU); attention dropout needs the probabilities, so it runs eagerly.
+// call the attention ops (the fused kernel on CPU); attention dropout and transforming activation points need the
+// probabilities, so they run eagerly.
 #include "outeffhop/nn/multihead_attention.h"
 
 #include <torch/nn/functional/dropout.h>
@@ -74,8 +75,10 @@ MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& 
               o.kv_dim > 0 ? o.kv_dim : o.embed_dim, " with the query's batch, got ", source.sizes());
   const int64_t B = query.size(0), Tq = query.size(1), Tk = source.size(1);
   auto split = [&](const at::Tensor& x, int64_t T) { return x.view({B, T, o.num_heads, head_dim_}).transpose(1, 2); };
-  Heads heads{split(query_->forward(query), Tq), split(key_->forward(source), Tk), split(value_->forward(source), Tk),
-              std::nullopt};
+  const auto& names = o.names;
+  Heads heads{split(points_.pass(names.query, query_->forward(query)), Tq),
+              split(points_.pass(names.key, key_->forward(source)), Tk),
+              split(points_.pass(names.value, value_->forward(source)), Tk), std::nullopt};
   if (key_padding_mask.defined()) {
     TORCH_CHECK(key_padding_mask.scalar_type() == at::kBool && key_padding_mask.sizes() == at::IntArrayRef({B, Tk}),
                 "MultiheadAttention: key_padding_mask must be bool B x Tk = [", B, ", ", Tk, "] (true = keep), got ",
@@ -127,9 +130,11 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
   const auto& variant = options_.variant;
   const auto heads = project(query, key_value, key_padding_mask, attn_mask);
   at::Tensor out;
-  if (is_training() && options_.dropout > 0) {
-    const auto p = torch::nn::functional::dropout(eager_probabilities(heads, causal),
-                                                  torch::nn::functional::DropoutFuncOptions().p(options_.dropout));
+  const bool dropout = is_training() && options_.dropout > 0;
+  if (dropout || points_.transforming()) {
+    auto p = points_.pass("attn_probs", eager_probabilities(heads, causal));
+    if (dropout)
+      p = torch::nn::functional::dropout(p, torch::nn::functional::DropoutFuncOptions().p(options_.dropout));
     out = at::matmul(p, heads.v);
   } else {
     const auto opt = op_options(heads, causal);
@@ -137,8 +142,12 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
                           : attention(heads.q, heads.k, heads.v, opt);
   }
   if (variant.gate != GateKind::kNone) out = gate(query, out);
-  out = out.transpose(1, 2).reshape({query.size(0), query.size(1), options_.embed_dim});
-  return out_ ? out_->forward(out) : out;
+  out = points_.pass("context", out.transpose(1, 2).reshape({query.size(0), query.size(1), options_.embed_dim}));
+  return out_ ? points_.pass(options_.names.out, out_->forward(out)) : out;
+}
+
+void MultiheadAttentionImpl::set_activation_points(ActivationPointsPtr points, std::string prefix) {
+  points_ = {std::move(points), std::move(prefix)};
 }
 
 at::Tensor MultiheadAttentionImpl::probabilities(const at::Tensor& query, const at::Tensor& key_value,

@@ -42,14 +42,23 @@ at::Tensor TransformerBlockImpl::mix(const at::Tensor& x, const at::Tensor& key_
 }
 
 at::Tensor TransformerBlockImpl::feed_forward(const at::Tensor& x) {
-  const auto h = fc1_->forward(x);
-  return fc2_->forward(dropout_->forward(options_.activation == "relu" ? at::relu(h) : at::gelu(h)));
+  const auto h = points_.pass("fc1", fc1_->forward(x));
+  const auto a = points_.pass("activation_fn", options_.activation == "relu" ? at::relu(h) : at::gelu(h));
+  return points_.pass("fc2", fc2_->forward(dropout_->forward(a)));
 }
 
 at::Tensor TransformerBlockImpl::residual(const at::Tensor& x, torch::nn::LayerNorm& norm,
+                                          const std::string& norm_point, const std::string& sum_point,
                                           const std::function<at::Tensor(const at::Tensor&)>& f) {
-  if (options_.norm == NormPosition::kPre) return x + dropout_->forward(f(norm->forward(x)));
-  return norm->forward(x + dropout_->forward(f(x)));
+  if (options_.norm == NormPosition::kPre)
+    return points_.pass(sum_point, x + dropout_->forward(f(points_.pass(norm_point, norm->forward(x)))));
+  return points_.pass(norm_point, norm->forward(points_.pass(sum_point, x + dropout_->forward(f(x)))));
+}
+
+void TransformerBlockImpl::set_activation_points(ActivationPointsPtr points, std::string prefix) {
+  if (self_attn_) self_attn_->set_activation_points(points, prefix + "self_attn.");
+  if (encoder_attn_) encoder_attn_->set_activation_points(points, prefix + "encoder_attn.");
+  points_ = {std::move(points), std::move(prefix)};
 }
 
 at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& key_padding_mask, bool causal,
@@ -59,12 +68,17 @@ at::Tensor TransformerBlockImpl::forward(const at::Tensor& x, const at::Tensor& 
   TORCH_CHECK(memory.defined() == options_.cross_attention,
               options_.cross_attention ? "TransformerBlock: a cross-attention block needs the encoder's memory"
                                        : "TransformerBlock: memory given to a block without cross-attention");
-  auto h = residual(x, self_attn_layer_norm_, [&](const at::Tensor& t) { return mix(t, key_padding_mask, causal); });
+  auto h = residual(x, self_attn_layer_norm_, "self_attn_layer_norm", "self_attn_residual",
+                    [&](const at::Tensor& t) { return mix(t, key_padding_mask, causal); });
   if (options_.cross_attention) {
-    h = residual(h, encoder_attn_layer_norm_,
+    h = residual(h, encoder_attn_layer_norm_, "encoder_attn_layer_norm", "encoder_attn_residual",
                  [&](const at::Tensor& t) { return encoder_attn_->forward(t, memory, memory_padding_mask); });
   }
-  return residual(h, final_layer_norm_, [&](const at::Tensor& t) { return feed_forward(t); });
+  if (options_.norm == NormPosition::kPre)  // the last residual sum is the block's output
+    return residual(h, final_layer_norm_, "final_layer_norm", "",
+                    [&](const at::Tensor& t) { return feed_forward(t); });
+  return points_.pass("", residual(h, final_layer_norm_, "final_layer_norm", "ffn_residual",
+                                              [&](const at::Tensor& t) { return feed_forward(t); }));
 }
 
 }  // namespace outeffhop::nn

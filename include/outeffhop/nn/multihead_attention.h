@@ -9,6 +9,7 @@
 #include <torch/nn/pimpl.h>
 
 #include "outeffhop/attention.h"
+#include "outeffhop/nn/activation_points.h"
 #include "outeffhop/nn/attention_variant.h"
 
 namespace outeffhop::nn {
@@ -46,6 +47,11 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 
   const MultiheadAttentionOptions& options() const { return options_; }
 
+  // Activation points, named prefix + q_proj / k_proj / v_proj / attn_probs / context / out_proj (the projections by
+  // their names in `options().names`). With a transform attached the probabilities are materialised and pass
+  // through attn_probs (the fused kernels never expose them).
+  void set_activation_points(ActivationPointsPtr points, std::string prefix);
+
  private:
   struct Heads {
     at::Tensor q, k, v;            // B x H x T x Dh (views of the projections)
@@ -64,6 +70,7 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   at::Tensor sink_;
   torch::nn::ModuleList alpha_{nullptr};
   std::vector<torch::nn::AnyModule> gates_;  // the modules of alpha_, callable
+  PointsHandle points_;
 };
 TORCH_MODULE(MultiheadAttention);
 

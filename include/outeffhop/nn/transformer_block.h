@@ -46,10 +46,18 @@ class TransformerBlockImpl : public torch::nn::Module {
 
   const TransformerBlockOptions& options() const { return options_; }
 
+  // Activation points under `prefix` (the block's own name plus "."): the LayerNorm outputs (self_attn_layer_norm,
+  // encoder_attn_layer_norm, final_layer_norm), the attention's points (self_attn.*, encoder_attn.*), fc1,
+  // activation_fn, fc2, the residual sums self_attn_residual / encoder_attn_residual, and the block output under the
+  // block's name itself. A Hopfield mixer exposes no inner points.
+  void set_activation_points(ActivationPointsPtr points, std::string prefix);
+
  private:
   at::Tensor mix(const at::Tensor& x, const at::Tensor& key_padding_mask, bool causal);
   at::Tensor feed_forward(const at::Tensor& x);
-  at::Tensor residual(const at::Tensor& x, torch::nn::LayerNorm& norm, const std::function<at::Tensor(const at::Tensor&)>& f);
+  // Pre-LN: x + f(norm(x)); post-LN: norm(x + f(x)); the norm output passes `norm_point`, the sum `sum_point`.
+  at::Tensor residual(const at::Tensor& x, torch::nn::LayerNorm& norm, const std::string& norm_point,
+                      const std::string& sum_point, const std::function<at::Tensor(const at::Tensor&)>& f);
 
   TransformerBlockOptions options_;
   MultiheadAttention self_attn_{nullptr}, encoder_attn_{nullptr};
@@ -57,6 +65,7 @@ class TransformerBlockImpl : public torch::nn::Module {
   torch::nn::LayerNorm self_attn_layer_norm_{nullptr}, encoder_attn_layer_norm_{nullptr}, final_layer_norm_{nullptr};
   torch::nn::Linear fc1_{nullptr}, fc2_{nullptr};
   torch::nn::Dropout dropout_{nullptr};
+  PointsHandle points_;
 };
 TORCH_MODULE(TransformerBlock);
 

@@ -1,0 +1,54 @@
+// Simulated W8A8 quantization (REFERENCE.md §4) of any module tree that exposes activation points: weights 8-bit
+// symmetric per tensor (every Linear weight and LayerNorm gamma, in place; embedding tables through their lookup
+// points, so a tied LM head stays float), activations 8-bit asymmetric per tensor with static ranges calibrated on a
+// few batches and then frozen. Gate networks (modules under "alpha.") stay float. Not yet quantized: the attention
+// scores before the softmax (the fused kernels never expose them).
+#pragma once
+#include <torch/nn/module.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "outeffhop/analysis/range_estimator.h"
+#include "outeffhop/nn/activation_points.h"
+
+namespace outeffhop::analysis {
+
+struct W8A8Options {
+  RangeEstimatorOptions ranges;  // how activation ranges are calibrated
+  int64_t weight_bits = 8;
+  int64_t activation_bits = 8;
+};
+
+class W8A8Simulation {
+ public:
+  // lookups: points whose values are rows of an embedding table (the table given), quantized with that table's
+  // symmetric weight scale rather than an activation range.
+  W8A8Simulation(torch::nn::Module& model, nn::ActivationPointsPtr points, std::map<std::string, at::Tensor> lookups,
+                 W8A8Options options = {});
+  ~W8A8Simulation();
+  W8A8Simulation(const W8A8Simulation&) = delete;
+  W8A8Simulation& operator=(const W8A8Simulation&) = delete;
+
+  void start_calibration();  // forward passes from now on record activation ranges; values pass unchanged
+  void quantize();           // freezes the ranges; quantizes weights in place and activations at every point
+  void restore();            // the float weights back, no transform
+
+  // Calibrated (min, max) per activation point, in the order first seen.
+  std::vector<std::pair<std::string, std::pair<double, double>>> ranges() const;
+
+ private:
+  at::Tensor transform(const std::string& name, const at::Tensor& x);
+
+  torch::nn::Module& model_;
+  nn::ActivationPointsPtr points_;
+  std::map<std::string, at::Tensor> lookups_;
+  W8A8Options options_;
+  std::vector<std::string> order_;
+  std::map<std::string, RangeEstimator> estimators_;
+  std::vector<std::pair<at::Tensor, at::Tensor>> saved_weights_;  // (parameter, float copy)
+  bool quantizing_ = false;
+};
+
+}  // namespace outeffhop::analysis

@@ -1,0 +1,83 @@
+// Simulated W8A8 quantization (see w8a8.h).
+#include "outeffhop/analysis/w8a8.h"
+
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "outeffhop/outliers.h"
+
+namespace outeffhop::analysis {
+
+W8A8Simulation::W8A8Simulation(torch::nn::Module& model, nn::ActivationPointsPtr points,
+                               std::map<std::string, at::Tensor> lookups, W8A8Options options)
+    : model_(model), points_(std::move(points)), lookups_(std::move(lookups)), options_(options) {
+  TORCH_CHECK(points_, "W8A8Simulation: the model's activation points are null");
+  TORCH_CHECK(options_.weight_bits >= 2 && options_.weight_bits <= 16 && options_.activation_bits >= 2 &&
+                  options_.activation_bits <= 16,
+              "W8A8Simulation: bits must be in [2, 16]");
+}
+
+W8A8Simulation::~W8A8Simulation() { restore(); }
+
+void W8A8Simulation::start_calibration() {
+  restore();
+  order_.clear();
+  estimators_.clear();
+  points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
+}
+
+void W8A8Simulation::quantize() {
+  TORCH_CHECK(!estimators_.empty(), "W8A8Simulation: calibrate (start_calibration + forward passes) before quantize");
+  for (auto& [name, estimator] : estimators_) estimator.freeze();
+  torch::NoGradGuard no_grad;
+  for (const auto& item : model_.named_modules()) {
+    if (item.key().find("alpha.") != std::string::npos) continue;  // gate networks stay float
+    at::Tensor weight;
+    if (auto* linear = item.value()->as<torch::nn::Linear>()) weight = linear->weight;
+    if (auto* norm = item.value()->as<torch::nn::LayerNorm>()) weight = norm->weight;
+    if (!weight.defined()) continue;
+    saved_weights_.emplace_back(weight, weight.detach().clone());
+    weight.copy_(fake_quant_sym(weight.detach(), options_.weight_bits));
+  }
+  quantizing_ = true;
+  points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
+}
+
+void W8A8Simulation::restore() {
+  torch::NoGradGuard no_grad;
+  for (auto& [param, original] : saved_weights_) param.copy_(original);
+  saved_weights_.clear();
+  quantizing_ = false;
+  points_->set_transform(nullptr);
+}
+
+at::Tensor W8A8Simulation::transform(const std::string& name, const at::Tensor& x) {
+  if (const auto lookup = lookups_.find(name); lookup != lookups_.end()) {
+    if (!quantizing_) return x;
+    // Rows of a table quantized with the table's scale: x / delta lands on the table's own integer grid.
+    const double delta = lookup->second.detach().abs().max().item<double>() / ((1 << (options_.weight_bits - 1)) - 1);
+    if (delta == 0) return at::zeros_like(x);
+    return fake_quant_asym(x, -delta * (1 << (options_.weight_bits - 1)),
+                           delta * ((1 << (options_.weight_bits - 1)) - 1), options_.weight_bits);
+  }
+  auto it = estimators_.find(name);
+  if (it == estimators_.end()) {
+    TORCH_CHECK(!quantizing_, "W8A8Simulation: activation point ", name, " was not seen during calibration");
+    it = estimators_.emplace(name, RangeEstimator(options_.ranges)).first;
+    order_.push_back(name);
+  }
+  if (!quantizing_) {
+    it->second.observe(x.detach());
+    return x;
+  }
+  const auto [lo, hi] = it->second.range();
+  return fake_quant_asym(x, lo, hi, options_.activation_bits);
+}
+
+std::vector<std::pair<std::string, std::pair<double, double>>> W8A8Simulation::ranges() const {
+  std::vector<std::pair<std::string, std::pair<double, double>>> r;
+  for (const auto& name : order_) r.emplace_back(name, estimators_.at(name).range());
+  return r;
+}
+
+}  // namespace outeffhop::analysis

@@ -1,0 +1,260 @@
+// `outeffhop lm`: the OPT outlier experiment at CPU scale. For each attention variant: train a byte-level OPT-style
+// decoder on the books, track the outlier statistics during training, then evaluate on WikiText-2 (valid) in FP32 and
+// in simulated W8A8, and print the paper's Table 1 columns (perplexity per byte, avg kurtosis, max inf-norm).
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "commands.h"
+#include "mean_std.h"
+#include "outeffhop/analysis/outlier_points.h"
+#include "outeffhop/analysis/w8a8.h"
+#include "outeffhop/data.h"
+#include "outeffhop/models/opt.h"
+#include "outeffhop/train.h"
+
+namespace outeffhop::cli {
+namespace {
+
+struct LmOptions {
+  std::string data_dir = "../shared/data";
+  std::vector<std::string> variants = {"softmax", "softmax1"};
+  std::vector<int64_t> seeds = {0};
+  models::OptConfig model;
+  train::TrainOptions train;
+  int64_t batch = 16, seq = 128;
+  int64_t eval_batches = 8, calibration_batches = 4, track_every = 50, log_every = 25;
+  std::string out;
+  bool json = false;
+};
+
+// Windows of seq + 1 tokens: random starts for training, consecutive ones for evaluation.
+at::Tensor random_windows(const at::Tensor& tokens, int64_t batch, int64_t seq, at::Generator& gen) {
+  const auto starts = at::randint(tokens.size(0) - seq - 1, {batch}, gen);
+  std::vector<at::Tensor> rows;
+  for (int64_t i = 0; i < batch; ++i) {
+    const int64_t s = starts[i].item<int64_t>();
+    rows.push_back(tokens.slice(0, s, s + seq + 1));
+  }
+  return at::stack(rows);
+}
+
+std::vector<at::Tensor> consecutive_batches(const at::Tensor& tokens, int64_t batches, int64_t batch, int64_t seq) {
+  const int64_t window = seq + 1, available = tokens.size(0) / window;
+  TORCH_CHECK(available >= batch, "lm: the evaluation text holds ", available, " windows of ", window,
+              " tokens, fewer than one batch of ", batch);
+  std::vector<at::Tensor> out;
+  for (int64_t b = 0; b < batches && (b + 1) * batch <= available; ++b)
+    out.push_back(tokens.slice(0, b * batch * window, (b + 1) * batch * window).view({batch, window}));
+  return out;
+}
+
+double mean_loss(models::OptForCausalLM& model, const std::vector<at::Tensor>& batches) {
+  torch::NoGradGuard no_grad;
+  model->eval();
+  double sum = 0;
+  for (const auto& b : batches) sum += model->loss(b).item<double>();
+  return sum / static_cast<double>(batches.size());
+}
+
+struct VariantResult {
+  std::string variant;
+  int64_t seed = 0;
+  double fp32_loss = 0, w8a8_loss = 0, train_seconds = 0;
+  analysis::OutlierSummary outliers;
+  std::vector<analysis::ModuleOutliers> modules;
+};
+
+VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_t seed, const at::Tensor& train_tokens,
+                          const std::vector<at::Tensor>& eval_batches, std::ofstream* jsonl) {
+  at::manual_seed(seed);
+  auto config = o.model;
+  config.variant = nn::parse_attention_variant(variant);
+  config.max_positions = std::max(config.max_positions, o.seq);
+  models::OptForCausalLM model(config);
+  auto points = std::make_shared<nn::ActivationPoints>();
+  model->set_activation_points(points);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1000);
+
+  // Outlier statistics on the first evaluation batch every track_every steps: the paper's Figure 2 over training.
+  auto track = [&](int64_t step, double loss) {
+    analysis::OutlierStats stats;
+    points->add_observer(analysis::outlier_observer(stats, analysis::opt_outlier_rows));
+    {
+      torch::NoGradGuard no_grad;
+      model->eval();
+      model->forward(eval_batches.front().slice(1, 0, -1));
+      model->train();
+    }
+    points->clear();
+    const auto s = stats.summary();
+    if (jsonl)
+      *jsonl << nlohmann::json{{"variant", variant}, {"seed", seed}, {"step", step}, {"loss", loss},
+                               {"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}}
+                    .dump()
+             << "\n";
+    return s;
+  };
+
+  auto optimizer = train::make_adamw(*model, o.train);
+  const auto start = std::chrono::steady_clock::now();
+  train::train(
+      *model, *optimizer, o.train,
+      [&](int64_t) { return model->loss(random_windows(train_tokens, o.batch, o.seq, gen)); },
+      [&](const train::StepReport& r) {
+        const bool last = r.step == o.train.steps;
+        if (o.track_every > 0 && (r.step % o.track_every == 0 || last)) track(r.step, r.loss);
+        if (r.step % o.log_every == 0 || last) {
+          const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+          const double rate = r.step / elapsed;
+          std::fprintf(stderr, "[%s seed %lld] step %lld/%lld  loss %.3f  lr %.2e  %.2f steps/s  %.0f tokens/s  eta %.0fs\n",
+                       variant.c_str(), static_cast<long long>(seed), static_cast<long long>(r.step),
+                       static_cast<long long>(o.train.steps), r.loss, r.lr, rate, rate * o.batch * o.seq,
+                       (o.train.steps - r.step) / rate);
+        }
+      });
+  VariantResult result;
+  result.variant = variant, result.seed = seed;
+  result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  analysis::OutlierStats stats;
+  points->add_observer(analysis::outlier_observer(stats, analysis::opt_outlier_rows));
+  result.fp32_loss = mean_loss(model, eval_batches);
+  points->clear();
+  result.outliers = stats.summary();
+  result.modules = stats.modules();
+
+  // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
+  analysis::W8A8Options q;
+  q.ranges.method = analysis::RangeMethod::kPercentile;
+  q.ranges.percentile = 99.999;
+  analysis::W8A8Simulation sim(*model, points,
+                               {{"model.decoder.embed_tokens", model->named_parameters()["model.decoder.embed_tokens.weight"]},
+                                {"model.decoder.embed_positions",
+                                 model->named_parameters()["model.decoder.embed_positions.weight"]}},
+                               q);
+  sim.start_calibration();
+  {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    for (int64_t i = 0; i < o.calibration_batches; ++i) model->forward(random_windows(train_tokens, o.batch, o.seq, gen));
+  }
+  sim.quantize();
+  result.w8a8_loss = mean_loss(model, eval_batches);
+  sim.restore();
+  return result;
+}
+
+std::string table(const std::vector<VariantResult>& results, const std::vector<std::string>& variants) {
+  std::ostringstream md;
+  md << "| variant | FP32 ppl/byte | W8A8 ppl/byte | W8A8 - FP32 (bits/byte) | avg kurtosis | max inf-norm | seeds |\n"
+        "|---|---|---|---|---|---|---|\n";
+  char buf[256];
+  for (const auto& v : variants) {
+    std::vector<double> fp, q, d, k, n;
+    for (const auto& r : results) {
+      if (r.variant != v) continue;
+      fp.push_back(std::exp(r.fp32_loss));
+      q.push_back(std::exp(r.w8a8_loss));
+      d.push_back((r.w8a8_loss - r.fp32_loss) / std::log(2.0));
+      k.push_back(r.outliers.avg_kurtosis);
+      n.push_back(r.outliers.max_inf_norm);
+    }
+    const auto a = mean_std(fp), b = mean_std(q), c = mean_std(d), e = mean_std(k), f = mean_std(n);
+    std::snprintf(buf, sizeof buf, "| %s | %.4f ± %.4f | %.4f ± %.4f | %+.4f ± %.4f | %.2f ± %.2f | %.2f ± %.2f | %zu |\n",
+                  v.c_str(), a.mean, a.std, b.mean, b.std, c.mean, c.std, e.mean, e.std, f.mean, f.std, fp.size());
+    md << buf;
+  }
+  return md.str();
+}
+
+void run(const LmOptions& o) {
+  const auto books = o.data_dir + "/text/books";
+  const auto valid = o.data_dir + "/text/wikitext2_valid.txt";
+  std::fprintf(stderr, "reading %s and %s\n", books.c_str(), valid.c_str());
+  const auto train_tokens = data::byte_tokens(data::read_books(books));
+  const auto eval_batches =
+      consecutive_batches(data::byte_tokens(data::read_text_file(valid)), o.eval_batches, o.batch, o.seq);
+  std::fprintf(stderr, "train: %lld bytes; eval: %zu batches of %lld x %lld bytes\n",
+               static_cast<long long>(train_tokens.size(0)), eval_batches.size(), static_cast<long long>(o.batch),
+               static_cast<long long>(o.seq + 1));
+  std::unique_ptr<std::ofstream> jsonl;
+  if (!o.out.empty()) {
+    std::filesystem::create_directories(o.out);
+    jsonl = std::make_unique<std::ofstream>(o.out + "/tracking.jsonl");
+  }
+  std::vector<VariantResult> results;
+  for (const auto& v : o.variants)
+    for (const auto seed : o.seeds) results.push_back(run_variant(o, v, seed, train_tokens, eval_batches, jsonl.get()));
+
+  const auto md = table(results, o.variants);
+  std::cout << md;
+  nlohmann::json runs = nlohmann::json::array();
+  for (const auto& r : results) {
+    nlohmann::json modules = nlohmann::json::array();
+    for (const auto& m : r.modules)
+      modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
+                         {"max_row_inf_norm", m.max_inf_norm}});
+    runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32_loss", r.fp32_loss},
+                    {"w8a8_loss", r.w8a8_loss}, {"avg_kurtosis", r.outliers.avg_kurtosis},
+                    {"max_inf_norm", r.outliers.max_inf_norm}, {"train_seconds", r.train_seconds},
+                    {"modules", modules}});
+  }
+  if (o.json) std::cout << runs.dump(1) << "\n";
+  if (!o.out.empty()) {
+    std::ofstream(o.out + "/table.md") << md;
+    std::ofstream(o.out + "/runs.json") << runs.dump(1) << "\n";
+    std::fprintf(stderr, "wrote %s/{table.md,runs.json,tracking.jsonl}\n", o.out.c_str());
+  }
+}
+
+}  // namespace
+
+void add_lm(CLI::App& app) {
+  auto o = std::make_shared<LmOptions>();
+  auto* cmd = app.add_subcommand(
+      "lm", "train byte-level OPT-style decoders on the books per attention variant; FP32 and W8A8 perplexity on "
+            "WikiText-2 valid, avg kurtosis and max inf-norm (the paper's Table 1 for OPT, at CPU scale)");
+  cmd->add_option("--data-dir", o->data_dir, "the shared data directory (text/books, text/wikitext2_valid.txt)")
+      ->capture_default_str();
+  cmd->add_option("--variants", o->variants, "attention variants (see `outeffhop info`)")->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--seeds", o->seeds, "seeds")->delimiter(',')->capture_default_str();
+  cmd->add_option("--steps", o->train.steps, "training steps")->capture_default_str();
+  cmd->add_option("--d-model", o->model.d_model)->capture_default_str();
+  cmd->add_option("--layers", o->model.num_layers)->capture_default_str();
+  cmd->add_option("--heads", o->model.num_heads)->capture_default_str();
+  cmd->add_option("--d-ff", o->model.d_ff)->capture_default_str();
+  cmd->add_option("--dropout", o->model.dropout)->capture_default_str();
+  cmd->add_option("--init-std", o->model.init_std)->capture_default_str();
+  cmd->add_option("--seq", o->seq, "tokens (bytes) per sequence")->capture_default_str();
+  cmd->add_option("--batch", o->batch)->capture_default_str();
+  cmd->add_option("--lr", o->train.lr)->capture_default_str();
+  cmd->add_option("--weight-decay", o->train.weight_decay)->capture_default_str();
+  cmd->add_option("--warmup", o->train.warmup)->capture_default_str();
+  cmd->add_option("--schedule", o->train.schedule, "linear, cosine or constant")->capture_default_str();
+  cmd->add_option("--clip", o->train.clip, "max gradient norm (<= 0: off)")->capture_default_str();
+  cmd->add_option("--eval-batches", o->eval_batches)->capture_default_str();
+  cmd->add_option("--calibration-batches", o->calibration_batches)->capture_default_str();
+  cmd->add_option("--track-every", o->track_every, "outlier statistics every K steps into tracking.jsonl (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--log-every", o->log_every)->capture_default_str();
+  cmd->add_option("--out", o->out, "directory for table.md, runs.json and tracking.jsonl");
+  cmd->add_flag("--json", o->json, "also print every run as JSON");
+  cmd->callback([o] {
+    TORCH_CHECK(o->seq >= 2 && o->batch >= 1 && o->eval_batches >= 1 && o->calibration_batches >= 1 &&
+                    o->log_every >= 1,
+                "lm: need --seq >= 2, --batch, --eval-batches, --calibration-batches, --log-every >= 1");
+    run(*o);
+  });
+}
+
+}  // namespace outeffhop::cli

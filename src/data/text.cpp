@@ -1,0 +1,61 @@
+// Text corpora: Gutenberg stripping, reading a directory of books, byte-level tokens (see data.h).
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "outeffhop/data.h"
+
+namespace outeffhop::data {
+
+std::string strip_gutenberg(const std::string& text) {
+  std::string t = text;
+  if (t.rfind("\xEF\xBB\xBF", 0) == 0) t.erase(0, 3);
+  t.erase(std::remove(t.begin(), t.end(), '\r'), t.end());
+  // The body starts on the line after the START marker and ends before the line holding the END marker.
+  const auto start = t.find("*** START OF");
+  if (start != std::string::npos) {
+    const auto line_end = t.find('\n', start);
+    t.erase(0, line_end == std::string::npos ? t.size() : line_end + 1);
+  }
+  const auto end = t.find("*** END OF");
+  if (end != std::string::npos) {
+    const auto line_start = t.rfind('\n', end);
+    t.erase(line_start == std::string::npos ? 0 : line_start + 1);
+  }
+  return t;
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in, "cannot read ", path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string read_books(const std::string& dir) {
+  namespace fs = std::filesystem;
+  TORCH_CHECK(fs::is_directory(dir), "books: ", dir, " is not a directory");
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.is_regular_file() && entry.path().extension() == ".txt") files.push_back(entry.path());
+  TORCH_CHECK(!files.empty(), "books: no .txt files in ", dir);
+  std::sort(files.begin(), files.end());
+  std::string all;
+  for (const auto& f : files) {
+    if (!all.empty()) all += "\n\n";
+    all += strip_gutenberg(read_text_file(f.string()));
+  }
+  return all;
+}
+
+at::Tensor byte_tokens(const std::string& text) {
+  auto bytes = at::empty({static_cast<int64_t>(text.size())}, at::kByte);
+  std::copy(text.begin(), text.end(), reinterpret_cast<char*>(bytes.data_ptr<uint8_t>()));
+  return bytes.to(at::kLong);
+}
+
+}  // namespace outeffhop::data

@@ -1,0 +1,184 @@
+// The OPT-style LM and what the outlier experiment runs on it: activation points (never change outputs), Hugging
+// Face parameter names, training lowers the loss, simulated W8A8 (calibrate, quantize, restore), the outlier-point
+// preset, schedules and decay groups, Gutenberg stripping.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+
+#include <set>
+
+#include "outeffhop/analysis/outlier_points.h"
+#include "outeffhop/analysis/w8a8.h"
+#include "outeffhop/data.h"
+#include "outeffhop/models/opt.h"
+#include "outeffhop/outliers.h"
+#include "outeffhop/train.h"
+
+namespace outeffhop {
+namespace {
+
+models::OptConfig tiny(const std::string& variant = "softmax1") {
+  models::OptConfig c;
+  c.vocab_size = 32, c.d_model = 16, c.num_layers = 2, c.num_heads = 2, c.d_ff = 32, c.max_positions = 24;
+  c.variant = nn::parse_attention_variant(variant);
+  return c;
+}
+
+at::Tensor ids(int64_t b, int64_t t, int64_t seed = 0) {
+  at::manual_seed(seed);
+  return at::randint(32, {b, t}, at::kLong);
+}
+
+TEST(OptModel, HuggingFaceNamesShapesAndTiedHead) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  const auto params = m->named_parameters();
+  for (const char* name : {"model.decoder.embed_tokens.weight", "model.decoder.embed_positions.weight",
+                           "model.decoder.layers.1.self_attn.q_proj.weight", "model.decoder.layers.0.fc2.bias",
+                           "model.decoder.layers.0.self_attn_layer_norm.weight",
+                           "model.decoder.final_layer_norm.bias"})
+    EXPECT_TRUE(params.contains(name)) << name;
+  EXPECT_EQ(params["model.decoder.embed_positions.weight"].size(0), 24 + 2);  // OPT's position offset
+  for (const auto& p : params) EXPECT_EQ(p.key().find("lm_head"), std::string::npos);  // tied to embed_tokens
+  EXPECT_EQ(m->forward(ids(3, 7)).sizes(), at::IntArrayRef({3, 7, 32}));
+  EXPECT_THROW(m->forward(ids(1, 25)), c10::Error);  // longer than max_positions
+}
+
+TEST(OptModel, IsCausal) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny("softmax"));
+  m->eval();
+  auto x = ids(1, 10);
+  const auto a = m->forward(x);
+  x[0][7] = (x[0][7].item<int64_t>() + 1) % 32;
+  const auto b = m->forward(x);
+  EXPECT_TRUE(at::allclose(a.slice(1, 0, 7), b.slice(1, 0, 7)));
+  EXPECT_FALSE(at::allclose(a.slice(1, 7), b.slice(1, 7)));
+}
+
+TEST(ActivationPoints, ObserversNeverChangeOutputsAndSeeTheNamedPoints) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  m->eval();
+  const auto x = ids(2, 9);
+  const auto plain = m->forward(x);
+  auto points = std::make_shared<nn::ActivationPoints>();
+  std::set<std::string> seen;
+  points->add_observer([&](const std::string& name, const at::Tensor&) { seen.insert(name); });
+  m->set_activation_points(points);
+  EXPECT_TRUE(at::equal(m->forward(x), plain));
+  for (const char* name : {"model.decoder.embeddings", "model.decoder.layers.0", "model.decoder.layers.1.fc2",
+                           "model.decoder.layers.1.fc1", "model.decoder.layers.0.activation_fn",
+                           "model.decoder.layers.0.self_attn.out_proj", "model.decoder.layers.0.self_attn.q_proj",
+                           "model.decoder.layers.0.self_attn_residual", "model.decoder.final_layer_norm"})
+    EXPECT_TRUE(seen.contains(name)) << name;
+  EXPECT_FALSE(seen.contains("model.decoder.layers.0.self_attn.attn_probs"));  // fused path: no probabilities
+
+  // An identity transform materialises the probabilities (eager path): same outputs to rounding.
+  points->set_transform([](const std::string&, const at::Tensor& t) { return t; });
+  seen.clear();
+  EXPECT_TRUE(at::allclose(m->forward(x), plain, 1e-5, 1e-5));
+  EXPECT_TRUE(seen.contains("model.decoder.layers.1.self_attn.attn_probs"));
+}
+
+TEST(OptModel, TrainingStepsLowerTheLossOnAFixedBatch) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  const auto batch = ids(4, 16, 3);
+  train::TrainOptions o;
+  o.steps = 40, o.lr = 3e-3, o.warmup = 5;
+  auto opt = train::make_adamw(*m, o);
+  std::vector<double> losses;
+  train::train(*m, *opt, o, [&](int64_t) { return m->loss(batch); },
+               [&](const train::StepReport& r) { losses.push_back(r.loss); });
+  ASSERT_EQ(losses.size(), 40u);
+  EXPECT_LT(losses.back(), losses.front() - 0.5);
+}
+
+TEST(Train, ScheduleAndDecayGroups) {
+  train::TrainOptions o;
+  o.steps = 10, o.lr = 1.0, o.warmup = 2;
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 0), 0.5);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 1), 1.0);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 2), 1.0);   // decay starts after warmup
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 6), 0.5);   // 4 of 8 decay steps
+  o.schedule = "cosine";
+  EXPECT_NEAR(train::learning_rate(o, 6), 0.5, 1e-12);
+  o.schedule = "nope";
+  EXPECT_THROW(train::learning_rate(o, 5), c10::Error);
+
+  models::OptForCausalLM m(tiny("sink"));
+  auto opt = train::make_adamw(*m, train::TrainOptions{});
+  const auto& groups = opt->param_groups();
+  ASSERT_EQ(groups.size(), 2u);
+  for (const auto& p : groups[0].params()) EXPECT_GE(p.dim(), 2);  // decayed: matrices
+  for (const auto& p : groups[1].params()) EXPECT_EQ(p.dim(), 1);  // not decayed: biases, LayerNorm, sinks
+  EXPECT_EQ(static_cast<const torch::optim::AdamWOptions&>(groups[1].options()).weight_decay(), 0.0);
+}
+
+TEST(W8A8, CalibrateQuantizeRestore) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  m->eval();
+  auto points = std::make_shared<nn::ActivationPoints>();
+  m->set_activation_points(points);
+  const auto x = ids(4, 12);
+  const auto fp32 = m->forward(x);
+  const auto table = m->named_parameters()["model.decoder.embed_tokens.weight"];
+  analysis::W8A8Simulation sim(*m, points, {{"model.decoder.embed_tokens", table}});
+  EXPECT_THROW(sim.quantize(), c10::Error);  // nothing calibrated
+  sim.start_calibration();  // calibration passes values unchanged (the eager attention path: equal to rounding)
+  EXPECT_TRUE(at::allclose(m->forward(x), fp32, 1e-5, 1e-5));
+
+  sim.quantize();
+  const auto q = m->forward(x);
+  EXPECT_FALSE(at::equal(q, fp32));
+  EXPECT_LT((q - fp32).abs().max().item<double>(), 0.5);  // 8 bits: close, not equal
+  EXPECT_FALSE(sim.ranges().empty());
+  for (const auto& r : sim.ranges()) EXPECT_LE(r.second.first, r.second.second) << r.first;
+  // The lookup rule the simulation applies to embeddings: rows quantized with the table's scale are the rows of the
+  // symmetrically quantized table.
+  const double delta = table.abs().max().item<double>() / 127;
+  EXPECT_TRUE(at::allclose(fake_quant_asym(at::embedding(table.detach(), x), -128 * delta, 127 * delta),
+                           at::embedding(fake_quant_sym(table.detach()), x)));
+  sim.restore();
+  EXPECT_TRUE(at::equal(m->forward(x), fp32));  // weights and points back to float
+}
+
+TEST(OutlierPoints, OptPresetSelectsThePapersHooks) {
+  using analysis::OutlierRows;
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.11"), OutlierRows::kPerSample);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.3.self_attn.out_proj"), OutlierRows::kPerSample);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.3.self_attn_layer_norm"), OutlierRows::kPerSample);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.final_layer_norm"), OutlierRows::kPerSample);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.3.fc2"), OutlierRows::kPerToken);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.3.final_layer_norm"), OutlierRows::kPerToken);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.3.fc1"), OutlierRows::kSkip);
+  EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.embeddings"), OutlierRows::kSkip);
+
+  analysis::OutlierStats stats;
+  const auto observe = analysis::outlier_observer(stats, analysis::opt_outlier_rows);
+  observe("model.decoder.layers.0.fc2", at::randn({2, 5, 4}));
+  observe("model.decoder.layers.0", at::randn({2, 5, 4}));
+  observe("model.decoder.layers.0.fc1", at::randn({2, 5, 4}));
+  const auto modules = stats.modules();
+  ASSERT_EQ(modules.size(), 2u);
+  EXPECT_EQ(modules[0].rows, 10);  // per token
+  EXPECT_EQ(modules[1].rows, 2);   // per sample
+}
+
+TEST(Text, GutenbergStripping) {
+  const std::string raw =
+      "\xEF\xBB\xBFThe Project Gutenberg eBook\r\nlicense\r\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\r\n"
+      "Body line one.\r\nBody line two.\r\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\r\nfooter\r\n";
+  EXPECT_EQ(data::strip_gutenberg(raw), "Body line one.\nBody line two.\n");
+  EXPECT_EQ(data::strip_gutenberg("plain\r\ntext"), "plain\ntext");
+  const auto t = data::byte_tokens("a\xff");
+  EXPECT_EQ(t.scalar_type(), at::kLong);
+  EXPECT_EQ(t[0].item<int64_t>(), 97);
+  EXPECT_EQ(t[1].item<int64_t>(), 255);
+  EXPECT_THROW(data::read_books("/nonexistent"), c10::Error);
+}
+
+}  // namespace
+}  // namespace outeffhop
