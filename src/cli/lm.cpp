@@ -1,6 +1,7 @@
-// `outeffhop lm`: the OPT outlier experiment at CPU scale. For each attention variant: train a byte-level OPT-style
-// decoder on the books, track the outlier statistics during training, then evaluate on WikiText-2 (valid) in FP32 and
-// in simulated W8A8, and print the paper's Table 1 columns (perplexity per byte, avg kurtosis, max inf-norm).
+// `outeffhop lm`: the OPT outlier experiment at CPU scale. For each attention variant and seed: train a byte-level
+// OPT-style decoder on the books, track the outlier statistics during training, then evaluate on WikiText-2 (valid)
+// in FP32, emulated FP16 and BF16, and simulated W8A8, and print the paper's Table 1 columns (perplexity per byte,
+// avg kurtosis, max inf-norm) with the KL divergence and top-1 agreement of each reduced precision against FP32.
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
@@ -16,6 +17,7 @@
 #include "commands.h"
 #include "mean_std.h"
 #include "outeffhop/analysis/outlier_points.h"
+#include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
 #include "outeffhop/data.h"
 #include "outeffhop/models/opt.h"
@@ -57,18 +59,39 @@ std::vector<at::Tensor> consecutive_batches(const at::Tensor& tokens, int64_t ba
   return out;
 }
 
-double mean_loss(models::OptForCausalLM& model, const std::vector<at::Tensor>& batches) {
+// One evaluation pass: mean next-token loss and, against reference logits, the KL divergence KL(ref || this) per
+// token and how often both put their top-1 on the same token.
+struct Eval {
+  double loss = 0, kl = 0, same_top1 = 1;
+};
+
+Eval evaluate(models::OptForCausalLM& model, const std::vector<at::Tensor>& batches,
+              const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* logits_out = nullptr) {
   torch::NoGradGuard no_grad;
   model->eval();
-  double sum = 0;
-  for (const auto& b : batches) sum += model->loss(b).item<double>();
-  return sum / static_cast<double>(batches.size());
+  Eval e;
+  e.same_top1 = 0;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const auto inputs = batches[i].slice(1, 0, -1), targets = batches[i].slice(1, 1);
+    const auto log_p = at::log_softmax(model->forward(inputs), -1);
+    e.loss += -log_p.gather(-1, targets.unsqueeze(-1)).mean().item<double>();
+    if (reference) {
+      const auto& ref = (*reference)[i];
+      e.kl += (ref.exp() * (ref - log_p)).sum(-1).mean().item<double>();
+      e.same_top1 += ref.argmax(-1).eq(log_p.argmax(-1)).to(at::kDouble).mean().item<double>();
+    }
+    if (logits_out) logits_out->push_back(log_p);
+  }
+  const double n = static_cast<double>(batches.size());
+  e.loss /= n, e.kl /= n, e.same_top1 = reference ? e.same_top1 / n : 1;
+  return e;
 }
 
 struct VariantResult {
   std::string variant;
   int64_t seed = 0;
-  double fp32_loss = 0, w8a8_loss = 0, train_seconds = 0;
+  Eval fp32, fp16, bf16, w8a8;
+  double train_seconds = 0;
   analysis::OutlierSummary outliers;
   std::vector<analysis::ModuleOutliers> modules;
 };
@@ -100,7 +123,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
       *jsonl << nlohmann::json{{"variant", variant}, {"seed", seed}, {"step", step}, {"loss", loss},
                                {"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}}
                     .dump()
-             << "\n";
+             << std::endl;  // flushed: a long run's curve survives an interruption
     return s;
   };
 
@@ -127,10 +150,19 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
 
   analysis::OutlierStats stats;
   points->add_observer(analysis::outlier_observer(stats, analysis::opt_outlier_rows));
-  result.fp32_loss = mean_loss(model, eval_batches);
+  std::vector<at::Tensor> reference;
+  result.fp32 = evaluate(model, eval_batches, nullptr, &reference);
   points->clear();
   result.outliers = stats.summary();
   result.modules = stats.modules();
+  {
+    analysis::HalfPrecisionEmulation half(*model, points, at::kHalf);
+    result.fp16 = evaluate(model, eval_batches, &reference);
+  }
+  {
+    analysis::HalfPrecisionEmulation half(*model, points, at::kBFloat16);
+    result.bf16 = evaluate(model, eval_batches, &reference);
+  }
 
   // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
   analysis::W8A8Options q;
@@ -148,30 +180,34 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
     for (int64_t i = 0; i < o.calibration_batches; ++i) model->forward(random_windows(train_tokens, o.batch, o.seq, gen));
   }
   sim.quantize();
-  result.w8a8_loss = mean_loss(model, eval_batches);
+  result.w8a8 = evaluate(model, eval_batches, &reference);
   sim.restore();
   return result;
 }
 
 std::string table(const std::vector<VariantResult>& results, const std::vector<std::string>& variants) {
   std::ostringstream md;
-  md << "| variant | FP32 ppl/byte | W8A8 ppl/byte | W8A8 - FP32 (bits/byte) | avg kurtosis | max inf-norm | seeds |\n"
-        "|---|---|---|---|---|---|---|\n";
-  char buf[256];
+  md << "| variant | FP32 ppl | FP16 ppl | BF16 ppl | W8A8 ppl | W8A8 KL (mnats/token) | W8A8 same top-1 | "
+        "avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|---|---|---|\n";
+  char buf[96];
+  auto cell = [&](const std::vector<double>& v, const char* format) {
+    const auto m = mean_std(v);
+    std::snprintf(buf, sizeof buf, format, m.mean, m.std);
+    return std::string(buf);
+  };
   for (const auto& v : variants) {
-    std::vector<double> fp, q, d, k, n;
+    std::vector<double> fp32, fp16, bf16, w8a8, kl, top1, kurt, inf;
     for (const auto& r : results) {
       if (r.variant != v) continue;
-      fp.push_back(std::exp(r.fp32_loss));
-      q.push_back(std::exp(r.w8a8_loss));
-      d.push_back((r.w8a8_loss - r.fp32_loss) / std::log(2.0));
-      k.push_back(r.outliers.avg_kurtosis);
-      n.push_back(r.outliers.max_inf_norm);
+      fp32.push_back(std::exp(r.fp32.loss)), fp16.push_back(std::exp(r.fp16.loss));
+      bf16.push_back(std::exp(r.bf16.loss)), w8a8.push_back(std::exp(r.w8a8.loss));
+      kl.push_back(1e3 * r.w8a8.kl), top1.push_back(100 * r.w8a8.same_top1);
+      kurt.push_back(r.outliers.avg_kurtosis), inf.push_back(r.outliers.max_inf_norm);
     }
-    const auto a = mean_std(fp), b = mean_std(q), c = mean_std(d), e = mean_std(k), f = mean_std(n);
-    std::snprintf(buf, sizeof buf, "| %s | %.4f ± %.4f | %.4f ± %.4f | %+.4f ± %.4f | %.2f ± %.2f | %.2f ± %.2f | %zu |\n",
-                  v.c_str(), a.mean, a.std, b.mean, b.std, c.mean, c.std, e.mean, e.std, f.mean, f.std, fp.size());
-    md << buf;
+    md << "| " << v << " | " << cell(fp32, "%.4f ± %.4f") << " | " << cell(fp16, "%.4f ± %.4f") << " | "
+       << cell(bf16, "%.4f ± %.4f") << " | " << cell(w8a8, "%.4f ± %.4f") << " | " << cell(kl, "%.3f ± %.3f")
+       << " | " << cell(top1, "%.2f%% ± %.2f") << " | " << cell(kurt, "%.2f ± %.2f") << " | "
+       << cell(inf, "%.2f ± %.2f") << " | " << fp32.size() << " |\n";
   }
   return md.str();
 }
@@ -203,8 +239,9 @@ void run(const LmOptions& o) {
     for (const auto& m : r.modules)
       modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
                          {"max_row_inf_norm", m.max_inf_norm}});
-    runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32_loss", r.fp32_loss},
-                    {"w8a8_loss", r.w8a8_loss}, {"avg_kurtosis", r.outliers.avg_kurtosis},
+    auto eval = [](const Eval& e) { return nlohmann::json{{"loss", e.loss}, {"kl", e.kl}, {"same_top1", e.same_top1}}; };
+    runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32", eval(r.fp32)}, {"fp16", eval(r.fp16)},
+                    {"bf16", eval(r.bf16)}, {"w8a8", eval(r.w8a8)}, {"avg_kurtosis", r.outliers.avg_kurtosis},
                     {"max_inf_norm", r.outliers.max_inf_norm}, {"train_seconds", r.train_seconds},
                     {"modules", modules}});
   }

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "outeffhop/analysis/outlier_points.h"
+#include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
 #include "outeffhop/data.h"
 #include "outeffhop/models/opt.h"
@@ -143,6 +144,30 @@ TEST(W8A8, CalibrateQuantizeRestore) {
                            at::embedding(fake_quant_sym(table.detach()), x)));
   sim.restore();
   EXPECT_TRUE(at::equal(m->forward(x), fp32));  // weights and points back to float
+}
+
+TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  m->eval();
+  auto points = std::make_shared<nn::ActivationPoints>();
+  m->set_activation_points(points);
+  const auto x = ids(2, 8);
+  const auto fp32 = m->forward(x);
+  for (const auto type : {at::kHalf, at::kBFloat16}) {
+    {
+      analysis::HalfPrecisionEmulation half(*m, points, type);
+      for (const auto& p : m->parameters()) EXPECT_TRUE(at::equal(p, p.to(type).to(at::kFloat)));
+      std::vector<at::Tensor> seen;
+      points->add_observer([&](const std::string&, const at::Tensor& t) { seen.push_back(t); });
+      const auto y = m->forward(x);
+      points->clear();
+      EXPECT_FALSE(at::equal(y, fp32));
+      EXPECT_LT((y - fp32).abs().max().item<double>(), type == at::kHalf ? 0.01 : 0.1);
+      EXPECT_THROW(analysis::HalfPrecisionEmulation(*m, points, at::kFloat), c10::Error);
+    }
+    EXPECT_TRUE(at::equal(m->forward(x), fp32));
+  }
 }
 
 TEST(OutlierPoints, OptPresetSelectsThePapersHooks) {
