@@ -36,6 +36,7 @@ struct LmOptions {
   int64_t eval_batches = 8, calibration_batches = 4, track_every = 50, log_every = 25;
   std::string out;
   bool json = false;
+  bool eager_attention = false;  // train through the materialised composite instead of the fused kernel (for timing)
 };
 
 // Windows of seq + 1 tokens: random starts for training, consecutive ones for evaluation.
@@ -117,7 +118,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
       model->forward(eval_batches.front().slice(1, 0, -1));
       model->train();
     }
-    points->clear();
+    points->clear_observers();
     const auto s = stats.summary();
     if (jsonl)
       *jsonl << nlohmann::json{{"variant", variant}, {"seed", seed}, {"step", step}, {"loss", loss},
@@ -127,6 +128,8 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
     return s;
   };
 
+  // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
+  if (o.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
   auto optimizer = train::make_adamw(*model, o.train);
   const auto start = std::chrono::steady_clock::now();
   train::train(
@@ -147,12 +150,13 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   VariantResult result;
   result.variant = variant, result.seed = seed;
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  points->set_transform(nullptr);
 
   analysis::OutlierStats stats;
   points->add_observer(analysis::outlier_observer(stats, analysis::opt_outlier_rows));
   std::vector<at::Tensor> reference;
   result.fp32 = evaluate(model, eval_batches, nullptr, &reference);
-  points->clear();
+  points->clear_observers();
   result.outliers = stats.summary();
   result.modules = stats.modules();
   {
@@ -286,6 +290,8 @@ void add_lm(CLI::App& app) {
   cmd->add_option("--log-every", o->log_every)->capture_default_str();
   cmd->add_option("--out", o->out, "directory for table.md, runs.json and tracking.jsonl");
   cmd->add_flag("--json", o->json, "also print every run as JSON");
+  cmd->add_flag("--eager-attention", o->eager_attention,
+                "train with the materialised softmax_n composite instead of the fused kernel (throughput comparison)");
   cmd->callback([o] {
     TORCH_CHECK(o->seq >= 2 && o->batch >= 1 && o->eval_batches >= 1 && o->calibration_batches >= 1 &&
                     o->log_every >= 1,

@@ -9,6 +9,8 @@ void ActivationPoints::add_observer(Observer observer) { observers_.push_back(st
 
 void ActivationPoints::set_transform(Transform transform) { transform_ = std::move(transform); }
 
+void ActivationPoints::clear_observers() { observers_.clear(); }
+
 void ActivationPoints::clear() {
   observers_.clear();
   transform_ = nullptr;

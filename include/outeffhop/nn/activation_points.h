@@ -19,7 +19,8 @@ class ActivationPoints {
 
   void add_observer(Observer observer);
   void set_transform(Transform transform);  // replaces the transform; an empty one removes it
-  void clear();
+  void clear_observers();
+  void clear();  // observers and transform
   bool has_transform() const { return static_cast<bool>(transform_); }
 
   // Observers see x (detached), then the transform (if any) gives the value passed on.
