@@ -1,6 +1,7 @@
 // Multi-head attention with the softmax family (outeffhop::attention / attention_lse ops).
 #pragma once
 #include <ATen/core/Tensor.h>
+#include <functional>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -29,9 +30,11 @@ at::Tensor clipped_attention(const at::Tensor& q, const at::Tensor& k, const at:
                              const AttentionOptions& opt = {});
 
 // The attention probabilities B x H x Lq x Lk that attention / clipped_attention (clip = (gamma, eta)) multiply V
-// with, materialised by plain differentiable ATen ops: for analysis, attention dropout and tests.
+// with, materialised by plain differentiable ATen ops: for analysis, attention dropout and tests. `scores_transform`,
+// when given, sees (and may replace) the scaled scores q k^T * scale before the mask: a point for quantization.
 at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt = {},
-                                   std::optional<std::pair<double, double>> clip = std::nullopt);
+                                   std::optional<std::pair<double, double>> clip = std::nullopt,
+                                   const std::function<at::Tensor(const at::Tensor&)>& scores_transform = nullptr);
 
 namespace reference {
 // float64 oracle through the identity: softmax_n attention = softmax attention over [K; 0], [V; 0] whose extra key

@@ -6,12 +6,14 @@
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "commands.h"
@@ -92,10 +94,42 @@ struct VariantResult {
   std::string variant;
   int64_t seed = 0;
   Eval fp32, fp16, bf16, w8a8;
+  // Per activation point: ||x_w8a8 - x_fp32|| / ||x_fp32|| on 4 evaluation sequences, where W8A8 reaches the point
+  // (before that point's own quantizer): which layer breaks.
+  std::vector<std::pair<std::string, double>> w8a8_point_errors;
   double train_seconds = 0;
   analysis::OutlierSummary outliers;
   std::vector<analysis::ModuleOutliers> modules;
 };
+
+// Every activation point's value on one input, in the order reached.
+std::vector<std::pair<std::string, at::Tensor>> point_values(models::OptForCausalLM& model,
+                                                             const nn::ActivationPointsPtr& points,
+                                                             const at::Tensor& input) {
+  std::vector<std::pair<std::string, at::Tensor>> values;
+  points->add_observer([&](const std::string& name, const at::Tensor& x) { values.emplace_back(name, x.clone()); });
+  {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    model->forward(input);
+  }
+  points->clear_observers();
+  return values;
+}
+
+std::vector<std::pair<std::string, double>> point_errors(
+    models::OptForCausalLM& model, const nn::ActivationPointsPtr& points, const at::Tensor& input,
+    const std::vector<std::pair<std::string, at::Tensor>>& reference) {
+  std::map<std::string, at::Tensor> ref(reference.begin(), reference.end());
+  std::vector<std::pair<std::string, double>> errors;
+  for (const auto& [name, x] : point_values(model, points, input)) {
+    const auto r = ref.find(name);
+    if (r == ref.end()) continue;  // points only the quantized (eager) attention reaches
+    const double norm = r->second.norm().item<double>();
+    errors.emplace_back(name, norm > 0 ? (x - r->second).norm().item<double>() / norm : 0.0);
+  }
+  return errors;
+}
 
 VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_t seed, const at::Tensor& train_tokens,
                           const std::vector<at::Tensor>& eval_batches, std::ofstream* jsonl) {
@@ -152,6 +186,8 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   points->set_transform(nullptr);
 
+  const auto probe = eval_batches.front().slice(0, 0, 4).slice(1, 0, -1);
+  const auto fp32_points = point_values(model, points, probe);
   analysis::OutlierStats stats;
   points->add_observer(analysis::outlier_observer(stats, analysis::opt_outlier_rows));
   std::vector<at::Tensor> reference;
@@ -185,6 +221,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   }
   sim.quantize();
   result.w8a8 = evaluate(model, eval_batches, &reference);
+  result.w8a8_point_errors = point_errors(model, points, probe, fp32_points);
   sim.restore();
   return result;
 }
@@ -237,6 +274,15 @@ void run(const LmOptions& o) {
 
   const auto md = table(results, o.variants);
   std::cout << md;
+  for (const auto& r : results) {
+    auto worst = r.w8a8_point_errors;
+    std::sort(worst.begin(), worst.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::fprintf(stderr, "[%s seed %lld] largest W8A8 relative errors:", r.variant.c_str(),
+                 static_cast<long long>(r.seed));
+    for (size_t i = 0; i < std::min<size_t>(3, worst.size()); ++i)
+      std::fprintf(stderr, "  %s %.3f", worst[i].first.c_str(), worst[i].second);
+    std::fprintf(stderr, "\n");
+  }
   nlohmann::json runs = nlohmann::json::array();
   for (const auto& r : results) {
     nlohmann::json modules = nlohmann::json::array();
@@ -244,10 +290,12 @@ void run(const LmOptions& o) {
       modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
                          {"max_row_inf_norm", m.max_inf_norm}});
     auto eval = [](const Eval& e) { return nlohmann::json{{"loss", e.loss}, {"kl", e.kl}, {"same_top1", e.same_top1}}; };
+    nlohmann::json errors = nlohmann::json::array();
+    for (const auto& [name, e] : r.w8a8_point_errors) errors.push_back({{"point", name}, {"relative_error", e}});
     runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32", eval(r.fp32)}, {"fp16", eval(r.fp16)},
                     {"bf16", eval(r.bf16)}, {"w8a8", eval(r.w8a8)}, {"avg_kurtosis", r.outliers.avg_kurtosis},
                     {"max_inf_norm", r.outliers.max_inf_norm}, {"train_seconds", r.train_seconds},
-                    {"modules", modules}});
+                    {"modules", modules}, {"w8a8_point_errors", errors}});
   }
   if (o.json) std::cout << runs.dump(1) << "\n";
   if (!o.out.empty()) {

@@ -74,9 +74,11 @@ namespace {
 
 // Logits B x H x Lq x Lk with the mask and the causal rule applied (masked entries are -inf).
 at::Tensor masked_scores(const at::Tensor& q, const at::Tensor& k, const std::optional<at::Tensor>& mask, bool causal,
-                         std::optional<double> scale) {
+                         std::optional<double> scale,
+                         const std::function<at::Tensor(const at::Tensor&)>& scores_transform = nullptr) {
   const double s = detail::attention_scale(q, scale);
   auto scores = at::matmul(q, k.transpose(-2, -1)) * s;
+  if (scores_transform) scores = scores_transform(scores);
   if (mask) {
     scores = mask->scalar_type() == at::kBool ? scores.masked_fill(mask->logical_not(), -INFINITY)
                                               : scores + mask->to(scores.scalar_type());
@@ -138,9 +140,10 @@ at::Tensor clipped_attention_composite(const at::Tensor& q, const at::Tensor& k,
 }  // namespace detail
 
 at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt,
-                                   std::optional<std::pair<double, double>> clip) {
+                                   std::optional<std::pair<double, double>> clip,
+                                   const std::function<at::Tensor(const at::Tensor&)>& scores_transform) {
   detail::check_attention_args(q, k, k, opt.attn_mask, opt.sink, opt.n, opt.scale);
-  const auto scores = masked_scores(q, k, opt.attn_mask, opt.causal, opt.scale);
+  const auto scores = masked_scores(q, k, opt.attn_mask, opt.causal, opt.scale, scores_transform);
   const auto p = exact_probabilities(scores, opt.sink, opt.n);
   if (!clip) return p;
   const auto [gamma, eta] = *clip;

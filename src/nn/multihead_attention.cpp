@@ -98,7 +98,9 @@ MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& 
 }
 
 at::Tensor MultiheadAttentionImpl::eager_probabilities(const Heads& heads, bool causal) {
-  return attention_probabilities(heads.q, heads.k, op_options(heads, causal), clip());
+  std::function<at::Tensor(const at::Tensor&)> scores_point;
+  if (points_.points) scores_point = [this](const at::Tensor& s) { return points_.pass("attn_scores", s); };
+  return attention_probabilities(heads.q, heads.k, op_options(heads, causal), clip(), scores_point);
 }
 
 AttentionOptions MultiheadAttentionImpl::op_options(const Heads& heads, bool causal) const {

@@ -80,6 +80,7 @@ TEST(ActivationPoints, ObserversNeverChangeOutputsAndSeeTheNamedPoints) {
   seen.clear();
   EXPECT_TRUE(at::allclose(m->forward(x), plain, 1e-5, 1e-5));
   EXPECT_TRUE(seen.contains("model.decoder.layers.1.self_attn.attn_probs"));
+  EXPECT_TRUE(seen.contains("model.decoder.layers.1.self_attn.attn_scores"));
 }
 
 TEST(OptModel, TrainingStepsLowerTheLossOnAFixedBatch) {

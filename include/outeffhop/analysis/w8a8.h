@@ -1,8 +1,7 @@
 // Simulated W8A8 quantization (REFERENCE.md §4) of any module tree that exposes activation points: weights 8-bit
 // symmetric per tensor (every Linear weight and LayerNorm gamma, in place; embedding tables through their lookup
 // points, so a tied LM head stays float), activations 8-bit asymmetric per tensor with static ranges calibrated on a
-// few batches and then frozen. Gate networks (modules under "alpha.") stay float. Not yet quantized: the attention
-// scores before the softmax (the fused kernels never expose them).
+// few batches and then frozen. Gate networks (modules under "alpha.") stay float.
 #pragma once
 #include <torch/nn/module.h>
 

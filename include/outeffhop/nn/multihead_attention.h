@@ -47,9 +47,10 @@ class MultiheadAttentionImpl : public torch::nn::Module {
 
   const MultiheadAttentionOptions& options() const { return options_; }
 
-  // Activation points, named prefix + q_proj / k_proj / v_proj / attn_probs / context / out_proj (the projections by
-  // their names in `options().names`). With a transform attached the probabilities are materialised and pass
-  // through attn_probs (the fused kernels never expose them).
+  // Activation points, named prefix + q_proj / k_proj / v_proj / attn_scores / attn_probs / context / out_proj (the
+  // projections by their names in `options().names`; attn_scores are the scaled scores before the mask). With a
+  // transform attached the scores and probabilities are materialised and pass their points (the fused kernels never
+  // expose them).
   void set_activation_points(ActivationPointsPtr points, std::string prefix);
 
  private:
