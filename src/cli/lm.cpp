@@ -39,26 +39,36 @@ struct LmOptions {
   std::string out;
   bool json = false;
   bool eager_attention = false;  // train through the materialised composite instead of the fused kernel (for timing)
+  bool bos = true;               // a BOS token first in every sequence (vocabulary 257)
 };
 
-// Windows of seq + 1 tokens: random starts for training, consecutive ones for evaluation.
-at::Tensor random_windows(const at::Tensor& tokens, int64_t batch, int64_t seq, at::Generator& gen) {
-  const auto starts = at::randint(tokens.size(0) - seq - 1, {batch}, gen);
+constexpr int64_t kBos = 256;  // the beginning-of-sequence token after the 256 byte values
+
+// Rows of seq + 1 tokens (seq model positions plus the last target): bytes, or with a BOS token first (as OPT
+// prepends </s>) and seq bytes after it. Random starts for training, consecutive windows for evaluation.
+at::Tensor with_bos(const at::Tensor& rows, bool bos) {
+  return bos ? at::cat({at::full({rows.size(0), 1}, kBos, rows.options()), rows}, 1) : rows;
+}
+
+at::Tensor random_windows(const at::Tensor& tokens, int64_t batch, int64_t seq, bool bos, at::Generator& gen) {
+  const int64_t len = seq + 1 - (bos ? 1 : 0);
+  const auto starts = at::randint(tokens.size(0) - len, {batch}, gen);
   std::vector<at::Tensor> rows;
   for (int64_t i = 0; i < batch; ++i) {
     const int64_t s = starts[i].item<int64_t>();
-    rows.push_back(tokens.slice(0, s, s + seq + 1));
+    rows.push_back(tokens.slice(0, s, s + len));
   }
-  return at::stack(rows);
+  return with_bos(at::stack(rows), bos);
 }
 
-std::vector<at::Tensor> consecutive_batches(const at::Tensor& tokens, int64_t batches, int64_t batch, int64_t seq) {
-  const int64_t window = seq + 1, available = tokens.size(0) / window;
+std::vector<at::Tensor> consecutive_batches(const at::Tensor& tokens, int64_t batches, int64_t batch, int64_t seq,
+                                            bool bos) {
+  const int64_t window = seq + 1 - (bos ? 1 : 0), available = tokens.size(0) / window;
   TORCH_CHECK(available >= batch, "lm: the evaluation text holds ", available, " windows of ", window,
               " tokens, fewer than one batch of ", batch);
   std::vector<at::Tensor> out;
   for (int64_t b = 0; b < batches && (b + 1) * batch <= available; ++b)
-    out.push_back(tokens.slice(0, b * batch * window, (b + 1) * batch * window).view({batch, window}));
+    out.push_back(with_bos(tokens.slice(0, b * batch * window, (b + 1) * batch * window).view({batch, window}), bos));
   return out;
 }
 
@@ -136,6 +146,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   at::manual_seed(seed);
   auto config = o.model;
   config.variant = nn::parse_attention_variant(variant);
+  config.vocab_size = 256 + (o.bos ? 1 : 0);
   config.max_positions = std::max(config.max_positions, o.seq);
   models::OptForCausalLM model(config);
   auto points = std::make_shared<nn::ActivationPoints>();
@@ -168,7 +179,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   const auto start = std::chrono::steady_clock::now();
   train::train(
       *model, *optimizer, o.train,
-      [&](int64_t) { return model->loss(random_windows(train_tokens, o.batch, o.seq, gen)); },
+      [&](int64_t) { return model->loss(random_windows(train_tokens, o.batch, o.seq, o.bos, gen)); },
       [&](const train::StepReport& r) {
         const bool last = r.step == o.train.steps;
         if (o.track_every > 0 && (r.step % o.track_every == 0 || last)) track(r.step, r.loss);
@@ -217,7 +228,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   {
     torch::NoGradGuard no_grad;
     model->eval();
-    for (int64_t i = 0; i < o.calibration_batches; ++i) model->forward(random_windows(train_tokens, o.batch, o.seq, gen));
+    for (int64_t i = 0; i < o.calibration_batches; ++i) model->forward(random_windows(train_tokens, o.batch, o.seq, o.bos, gen).slice(1, 0, -1));
   }
   sim.quantize();
   result.w8a8 = evaluate(model, eval_batches, &reference);
@@ -259,7 +270,7 @@ void run(const LmOptions& o) {
   std::fprintf(stderr, "reading %s and %s\n", books.c_str(), valid.c_str());
   const auto train_tokens = data::byte_tokens(data::read_books(books));
   const auto eval_batches =
-      consecutive_batches(data::byte_tokens(data::read_text_file(valid)), o.eval_batches, o.batch, o.seq);
+      consecutive_batches(data::byte_tokens(data::read_text_file(valid)), o.eval_batches, o.batch, o.seq, o.bos);
   std::fprintf(stderr, "train: %lld bytes; eval: %zu batches of %lld x %lld bytes\n",
                static_cast<long long>(train_tokens.size(0)), eval_batches.size(), static_cast<long long>(o.batch),
                static_cast<long long>(o.seq + 1));
@@ -338,6 +349,9 @@ void add_lm(CLI::App& app) {
   cmd->add_option("--log-every", o->log_every)->capture_default_str();
   cmd->add_option("--out", o->out, "directory for table.md, runs.json and tracking.jsonl");
   cmd->add_flag("--json", o->json, "also print every run as JSON");
+  cmd->add_flag("--bos,!--no-bos", o->bos,
+                "start every sequence with a BOS token (as OPT prepends </s>; default) or not (bytes only)")
+      ->capture_default_str();
   cmd->add_flag("--eager-attention", o->eager_attention,
                 "train with the materialised softmax_n composite instead of the fused kernel (throughput comparison)");
   cmd->callback([o] {
