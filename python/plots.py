@@ -1,5 +1,8 @@
-"""PNG figures from the CSV files the outeffhop CLI writes. Usage: plots.py memory RESULTS.csv OUT.png TITLE"""
+"""PNG figures from the files the outeffhop CLI writes. Usage:
+    plots.py memory RESULTS.csv OUT.png TITLE
+    plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop lm --out DIR writes DIR/tracking.jsonl)"""
 import csv
+import json
 import statistics
 import sys
 from collections import defaultdict
@@ -43,7 +46,35 @@ def memory(results_csv, out_png, title):
     fig.savefig(out_png, dpi=120)
 
 
+def tracking(tracking_jsonl, out_png, title):
+    """Training loss, average kurtosis and maximum infinity norm over training steps, one line per variant (mean over
+    seeds, band of +-1 std): the layout of the paper's Figure 2."""
+    series = defaultdict(lambda: defaultdict(lambda: ([], [], [])))
+    for line in open(tracking_jsonl):
+        r = json.loads(line)
+        point = series[r["variant"]][r["step"]]
+        for i, key in enumerate(("loss", "avg_kurtosis", "max_inf_norm")):
+            point[i].append(r[key])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for variant, points in series.items():
+        steps = sorted(points)
+        for k, axis in enumerate(axes):
+            means = [statistics.fmean(points[s][k]) for s in steps]
+            stds = [statistics.pstdev(points[s][k]) for s in steps]
+            axis.plot(steps, means, marker="o", markersize=2, label=variant)
+            axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
+                              alpha=0.15)
+    for axis, label in zip(axes, ("training loss (nats/token)", "average kurtosis", "maximum infinity norm")):
+        axis.set_xlabel("training step")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] != "memory":
+    if len(sys.argv) != 5 or sys.argv[1] not in ("memory", "tracking"):
         sys.exit(__doc__)
-    memory(sys.argv[2], sys.argv[3], sys.argv[4])
+    {"memory": memory, "tracking": tracking}[sys.argv[1]](sys.argv[2], sys.argv[3], sys.argv[4])
