@@ -18,6 +18,7 @@
 
 #include "commands.h"
 #include "mean_std.h"
+#include "plot.h"
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
@@ -312,7 +313,12 @@ void run(const LmOptions& o) {
   if (!o.out.empty()) {
     std::ofstream(o.out + "/table.md") << md;
     std::ofstream(o.out + "/runs.json") << runs.dump(1) << "\n";
-    std::fprintf(stderr, "wrote %s/{table.md,runs.json,tracking.jsonl}\n", o.out.c_str());
+    jsonl->flush();
+    const bool plotted = o.track_every > 0 && run_plot("tracking", o.out + "/tracking.jsonl", o.out + "/tracking.png",
+                                                       "byte-level OPT, " + std::to_string(o.model.num_layers) +
+                                                           " layers, d = " + std::to_string(o.model.d_model));
+    std::fprintf(stderr, "wrote %s/{table.md,runs.json,tracking.jsonl%s}\n", o.out.c_str(),
+                 plotted ? ",tracking.png" : "");
   }
 }
 

@@ -15,6 +15,7 @@
 #include "build_config.h"
 #include "commands.h"
 #include "mean_std.h"
+#include "plot.h"
 #include "outeffhop/memory_experiments.h"
 
 namespace outeffhop::cli {
@@ -77,13 +78,10 @@ void write_outputs(const MemoryOptions& o, const std::vector<memory::MemoryExper
                                                   << "success rate mean ± std over seeds (mean squared difference)\n\n"
                                                   << table;
   const auto png = fs::path(o.out) / (o.config.experiment + ".png");
-  const std::string python = std::getenv("OUTEFFHOP_PYTHON") ? std::getenv("OUTEFFHOP_PYTHON") : OUTEFFHOP_PYTHON;
-  const std::string command = "\"" + python + "\" \"" OUTEFFHOP_SOURCE_DIR "/python/plots.py\" memory \"" +
-                              csv_path.string() + "\" \"" + png.string() + "\" \"" + title + "\"";
-  if (std::system(command.c_str()) == 0) {
+  if (run_plot("memory", csv_path.string(), png.string(), title)) {
     std::cerr << "wrote " << csv_path.string() << ", summary.md and " << png.string() << "\n";
   } else {
-    std::cerr << "wrote " << csv_path.string() << " and summary.md; the plot failed (needs " << python
+    std::cerr << "wrote " << csv_path.string() << " and summary.md; the plot failed (needs " << plot_python()
               << " with matplotlib: scripts/setup.sh installs it)\n";
   }
 }
