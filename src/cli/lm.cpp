@@ -142,6 +142,11 @@ std::vector<std::pair<std::string, double>> point_errors(
   return errors;
 }
 
+void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const nn::ActivationPointsPtr& points,
+                      const at::Tensor& train_tokens, const std::vector<at::Tensor>& eval_batches, at::Generator& gen,
+                      VariantResult& result);
+
+// Trains one variant with one seed (tracking the outlier statistics), then evaluates it.
 VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_t seed, const at::Tensor& train_tokens,
                           const std::vector<at::Tensor>& eval_batches, std::ofstream* jsonl) {
   at::manual_seed(seed);
@@ -187,7 +192,8 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
         if (r.step % o.log_every == 0 || last) {
           const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
           const double rate = r.step / elapsed;
-          std::fprintf(stderr, "[%s seed %lld] step %lld/%lld  loss %.3f  lr %.2e  %.2f steps/s  %.0f tokens/s  eta %.0fs\n",
+          std::fprintf(stderr,
+                       "[%s seed %lld] step %lld/%lld  loss %.3f  lr %.2e  %.2f steps/s  %.0f tokens/s  eta %.0fs\n",
                        variant.c_str(), static_cast<long long>(seed), static_cast<long long>(r.step),
                        static_cast<long long>(o.train.steps), r.loss, r.lr, rate, rate * o.batch * o.seq,
                        (o.train.steps - r.step) / rate);
@@ -197,7 +203,14 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   result.variant = variant, result.seed = seed;
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   points->set_transform(nullptr);
+  evaluate_variant(o, model, points, train_tokens, eval_batches, gen, result);
+  return result;
+}
 
+// FP32 (with the outlier statistics), emulated FP16 and BF16, and simulated W8A8 of a trained model.
+void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const nn::ActivationPointsPtr& points,
+                      const at::Tensor& train_tokens, const std::vector<at::Tensor>& eval_batches, at::Generator& gen,
+                      VariantResult& result) {
   const auto probe = eval_batches.front().slice(0, 0, 4).slice(1, 0, -1);
   const auto fp32_points = point_values(model, points, probe);
   analysis::OutlierStats stats;
@@ -220,22 +233,22 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   analysis::W8A8Options q;
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
+  const auto params = model->named_parameters();
   analysis::W8A8Simulation sim(*model, points,
-                               {{"model.decoder.embed_tokens", model->named_parameters()["model.decoder.embed_tokens.weight"]},
-                                {"model.decoder.embed_positions",
-                                 model->named_parameters()["model.decoder.embed_positions.weight"]}},
+                               {{"model.decoder.embed_tokens", params["model.decoder.embed_tokens.weight"]},
+                                {"model.decoder.embed_positions", params["model.decoder.embed_positions.weight"]}},
                                q);
   sim.start_calibration();
   {
     torch::NoGradGuard no_grad;
     model->eval();
-    for (int64_t i = 0; i < o.calibration_batches; ++i) model->forward(random_windows(train_tokens, o.batch, o.seq, o.bos, gen).slice(1, 0, -1));
+    for (int64_t i = 0; i < o.calibration_batches; ++i)
+      model->forward(random_windows(train_tokens, o.batch, o.seq, o.bos, gen).slice(1, 0, -1));
   }
   sim.quantize();
   result.w8a8 = evaluate(model, eval_batches, &reference);
   result.w8a8_point_errors = point_errors(model, points, probe, fp32_points);
   sim.restore();
-  return result;
 }
 
 std::string table(const std::vector<VariantResult>& results, const std::vector<std::string>& variants) {
@@ -301,7 +314,9 @@ void run(const LmOptions& o) {
     for (const auto& m : r.modules)
       modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
                          {"max_row_inf_norm", m.max_inf_norm}});
-    auto eval = [](const Eval& e) { return nlohmann::json{{"loss", e.loss}, {"kl", e.kl}, {"same_top1", e.same_top1}}; };
+    auto eval = [](const Eval& e) {
+      return nlohmann::json{{"loss", e.loss}, {"kl", e.kl}, {"same_top1", e.same_top1}};
+    };
     nlohmann::json errors = nlohmann::json::array();
     for (const auto& [name, e] : r.w8a8_point_errors) errors.push_back({{"point", name}, {"relative_error", e}});
     runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32", eval(r.fp32)}, {"fp16", eval(r.fp16)},

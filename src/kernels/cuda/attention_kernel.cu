@@ -206,7 +206,10 @@ __global__ void __launch_bounds__(ForwardShape<D>::kWarps * 32) forward_kernel(c
   float m[kRows], l[kRows];
   int rows[kRows];
 #pragma unroll
-  for (int r = 0; r < kRows; ++r) m[r] = no_op, l[r] = l0, rows[r] = q0 + (warp * kFwdTiles + r / 2) * 16 + g + (r & 1) * 8;
+  for (int r = 0; r < kRows; ++r) {
+    m[r] = no_op, l[r] = l0;
+    rows[r] = q0 + (warp * kFwdTiles + r / 2) * 16 + g + (r & 1) * 8;
+  }
   float o[kFwdTiles][D / 8][4] = {};
 
   for (int kb = 0; kb < n_blocks; ++kb) {
