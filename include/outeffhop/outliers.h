@@ -18,6 +18,14 @@ at::Tensor inf_norm(const at::Tensor& x);
 // range, 0 outside. bits in 2..16.
 at::Tensor fake_quant_asym(const at::Tensor& x, double xmin, double xmax, int64_t bits = 8);
 
+// The (delta, zero point) fake_quant_asym uses for a range; delta = 0 for a zero-width range. For real integer
+// kernels that must land on the same grid.
+struct AffineQuantParams {
+  double delta = 0;
+  int64_t zero_point = 0;
+};
+AffineQuantParams asym_quant_params(double xmin, double xmax, int64_t bits = 8);
+
 // Symmetric per-tensor (weight) fake quantization with the current min-max range: delta = max|w| / (2^(bits-1) - 1),
 // w_hat = delta clamp(round(w / delta), -2^(bits-1), 2^(bits-1) - 1). All-zero w gives zeros. Straight-through
 // gradient. bits in 2..16.

@@ -2,6 +2,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
+#include <torch/nn/functional/linear.h>
+#include <torch/nn/modules/linear.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -10,7 +12,10 @@
 
 #include "bench/attention_compare.h"
 #include "bench/retrieval_compare.h"
+#include "bench/timing.h"
 #include "commands.h"
+#include "outeffhop/analysis/int8_linear.h"
+#include "outeffhop/outliers.h"
 
 namespace outeffhop::cli {
 namespace {
@@ -112,6 +117,56 @@ void run_bench_retrieval(const RetrievalBenchOptions& o) {
                 100 * r.gflops / sgemm);
 }
 
+struct Int8BenchOptions {
+  int64_t tokens = 2048;
+  std::vector<std::string> shapes = {"768x768", "768x3072", "3072x768"};
+  double min_seconds = 0.3;
+  int threads = 0;
+  bool json = false;
+};
+
+// Real INT8 Linear (quantize input, int8 GEMM, requantize, dequantize) against the float32 Linear on the same input,
+// and against the simulated W8A8 result in output quantization steps.
+void run_bench_int8(const Int8BenchOptions& o) {
+  if (o.threads > 0) at::set_num_threads(o.threads);
+  torch::NoGradGuard no_grad;
+  nlohmann::json results = nlohmann::json::array();
+  std::printf("INT8 Linear (LibTorch quantized engine '%s') vs float32, %ld tokens, %d threads\n",
+              analysis::current_quantized_engine().c_str(), o.tokens, at::get_num_threads());
+  std::printf("%-10s %10s %10s %8s %12s %12s %14s\n", "in x out", "fp32 ms", "int8 ms", "speedup", "fp32 MB",
+              "int8 MB", "max |int8-sim|");
+  for (const auto& shape : o.shapes) {
+    const auto x_at = shape.find('x');
+    TORCH_CHECK(x_at != std::string::npos, "bench int8: shapes are IN x OUT like 768x3072, got '", shape, "'");
+    const int64_t in = std::stoll(shape.substr(0, x_at)), out = std::stoll(shape.substr(x_at + 1));
+    at::manual_seed(0);
+    torch::nn::Linear linear(in, out);
+    const auto x = at::randn({o.tokens, in});
+    const auto y = linear->forward(x);
+    const std::pair<double, double> in_range{x.min().item<double>(), x.max().item<double>()};
+    const auto y_sim_float = torch::nn::functional::linear(fake_quant_asym(x, in_range.first, in_range.second),
+                                                           fake_quant_sym(linear->weight), linear->bias);
+    const std::pair<double, double> out_range{y_sim_float.min().item<double>(), y_sim_float.max().item<double>()};
+    const auto y_sim = fake_quant_asym(y_sim_float, out_range.first, out_range.second);
+    analysis::Int8Linear int8(linear, in_range, out_range);
+    const double steps = (int8.forward(x) - y_sim).abs().max().item<double>() /
+                         asym_quant_params(out_range.first, out_range.second).delta;
+    const double fp32_ms = 1e3 * bench::median_seconds([&] { linear->forward(x); }, o.min_seconds);
+    const double int8_ms = 1e3 * bench::median_seconds([&] { int8.forward(x); }, o.min_seconds);
+    const double fp32_mb = in * out * 4 / 1e6, int8_mb = int8.packed_weight_bytes() / 1e6;
+    std::printf("%-10s %10.3f %10.3f %7.2fx %12.2f %12.2f %11.2f steps\n", shape.c_str(), fp32_ms, int8_ms,
+                fp32_ms / int8_ms, fp32_mb, int8_mb, steps);
+    results.push_back({{"shape", shape}, {"fp32_ms", fp32_ms}, {"int8_ms", int8_ms}, {"fp32_weight_mb", fp32_mb},
+                       {"int8_weight_mb", int8_mb}, {"max_diff_vs_simulated_steps", steps}});
+  }
+  if (o.json)
+    std::cout << nlohmann::json{{"benchmark", "int8"}, {"engine", analysis::current_quantized_engine()},
+                                {"engines", analysis::quantized_engines()}, {"tokens", o.tokens},
+                                {"threads", at::get_num_threads()}, {"results", results}}
+                     .dump()
+              << "\n";
+}
+
 }  // namespace
 
 void add_bench(CLI::App& app) {
@@ -144,6 +199,17 @@ void add_bench(CLI::App& app) {
   retrieval->add_option("--min-time", r->min_seconds, "Seconds to repeat each measurement")->capture_default_str();
   retrieval->add_flag("--json", r->json, "Print one JSON object instead of the table");
   retrieval->callback([r] { run_bench_retrieval(*r); });
+
+  auto q = std::make_shared<Int8BenchOptions>();
+  auto* int8 = bench_cmd->add_subcommand(
+      "int8", "Real INT8 Linear (LibTorch's quantized engine) vs float32: latency, weight memory, and agreement with "
+              "the simulated W8A8 path");
+  int8->add_option("--tokens", q->tokens, "Rows of the input")->check(CLI::PositiveNumber)->capture_default_str();
+  int8->add_option("--shapes", q->shapes, "IN x OUT of each Linear")->delimiter(',')->capture_default_str();
+  int8->add_option("--min-time", q->min_seconds, "Seconds to repeat each measurement")->capture_default_str();
+  int8->add_option("--threads", q->threads, "Intra-op threads (0 = LibTorch's default)")->capture_default_str();
+  int8->add_flag("--json", q->json, "Also print one JSON object");
+  int8->callback([q] { run_bench_int8(*q); });
 }
 
 }  // namespace outeffhop::cli

@@ -51,10 +51,10 @@ at::Tensor fake_quant_asym_composite(const at::Tensor& x, double xmin, double xm
   const double lo = std::min(xmin, 0.0), hi = std::max(xmax, 0.0);
   if (hi == lo) return straight_through(x.clamp(0.0, 0.0), at::zeros_like(x));
   const double levels = std::ldexp(1.0, static_cast<int>(bits)) - 1;
-  const double delta = (hi - lo) / levels;
-  const double zero_point = std::nearbyint(-lo / delta);  // the default rounding mode: half to even
+  const auto [delta, zero_point] = asym_quant_params(xmin, xmax, bits);
   const auto inside = x.clamp(lo, hi);
-  const auto q = (at::clamp(at::round(inside.detach() / delta) + zero_point, 0.0, levels) - zero_point) * delta;
+  const auto q = (at::clamp(at::round(inside.detach() / delta) + static_cast<double>(zero_point), 0.0, levels) -
+                  static_cast<double>(zero_point)) * delta;
   return straight_through(inside, q);
 }
 
@@ -87,6 +87,14 @@ at::Tensor kurtosis(const at::Tensor& x) {
 at::Tensor inf_norm(const at::Tensor& x) {
   static auto h = op<at::Tensor(const at::Tensor&)>("outeffhop::inf_norm");
   return h.call(x);
+}
+
+AffineQuantParams asym_quant_params(double xmin, double xmax, int64_t bits) {
+  const double lo = std::min(xmin, 0.0), hi = std::max(xmax, 0.0);
+  if (hi == lo) return {};
+  const double delta = (hi - lo) / (std::ldexp(1.0, static_cast<int>(bits)) - 1);
+  // The default rounding mode: half to even.
+  return {delta, static_cast<int64_t>(std::nearbyint(-lo / delta))};
 }
 
 at::Tensor fake_quant_asym(const at::Tensor& x, double xmin, double xmax, int64_t bits) {

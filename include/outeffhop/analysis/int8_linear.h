@@ -1,0 +1,39 @@
+// A Linear layer computed in INT8 by LibTorch's quantized CPU engine (FBGEMM / x86 / oneDNN / QNNPACK, whichever is
+// current): the weight as qint8, symmetric per tensor (the grid of fake_quant_sym), the input as quint8 with a static
+// range and the output requantized to quint8 with a static range (the grids of fake_quant_asym). The result is
+// dequantized to float, so it can replace the simulated path and be compared with it.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/util/intrusive_ptr.h>
+#include <torch/nn/modules/linear.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+struct LinearPackedParamsBase;
+
+namespace outeffhop::analysis {
+
+class Int8Linear {
+ public:
+  // input_range / output_range: calibrated (min, max) of the layer's input and output activations.
+  Int8Linear(const torch::nn::Linear& linear, std::pair<double, double> input_range,
+             std::pair<double, double> output_range);
+  ~Int8Linear();
+
+  at::Tensor forward(const at::Tensor& x) const;  // float ... x in_features -> float ... x out_features
+  int64_t packed_weight_bytes() const;            // int8 weight bytes (excluding the float bias)
+
+ private:
+  c10::intrusive_ptr<LinearPackedParamsBase> packed_;
+  int64_t in_features_ = 0, out_features_ = 0;
+  double in_scale_ = 1, out_scale_ = 1;
+  int64_t in_zero_point_ = 0, out_zero_point_ = 0;
+};
+
+// The quantized engines this LibTorch offers ("fbgemm", "x86", "onednn", "qnnpack") and the current one.
+std::vector<std::string> quantized_engines();
+std::string current_quantized_engine();
+
+}  // namespace outeffhop::analysis

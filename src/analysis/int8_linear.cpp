@@ -1,0 +1,63 @@
+// A Linear layer in real INT8 through LibTorch's quantized engine (see int8_linear.h).
+#include "outeffhop/analysis/int8_linear.h"
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/quantized/PackedParams.h>
+
+#include "outeffhop/outliers.h"
+
+namespace outeffhop::analysis {
+namespace {
+
+using PrepackOp = c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, std::optional<at::Tensor>);
+
+AffineQuantParams checked_params(std::pair<double, double> range, const char* what) {
+  const auto p = asym_quant_params(range.first, range.second, 8);
+  TORCH_CHECK(p.delta > 0, "Int8Linear: the ", what, " range [", range.first, ", ", range.second,
+              "] has zero width");
+  return p;
+}
+
+}  // namespace
+
+Int8Linear::Int8Linear(const torch::nn::Linear& linear, std::pair<double, double> input_range,
+                       std::pair<double, double> output_range) {
+  const auto w = linear->weight.detach().to(at::kFloat).contiguous();
+  in_features_ = w.size(1), out_features_ = w.size(0);
+  const double w_max = w.abs().max().item<double>();
+  const auto qw = at::quantize_per_tensor(w, w_max > 0 ? w_max / 127 : 1.0, 0, at::kQInt8);
+  std::optional<at::Tensor> bias;
+  if (linear->bias.defined()) bias = linear->bias.detach().to(at::kFloat).contiguous();
+  static const auto prepack =
+      c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").typed<PrepackOp>();
+  packed_ = prepack.call(qw, bias);
+  const auto in = checked_params(input_range, "input"), out = checked_params(output_range, "output");
+  in_scale_ = in.delta, in_zero_point_ = in.zero_point;
+  out_scale_ = out.delta, out_zero_point_ = out.zero_point;
+}
+
+Int8Linear::~Int8Linear() = default;
+
+at::Tensor Int8Linear::forward(const at::Tensor& x) const {
+  TORCH_CHECK(x.size(-1) == in_features_, "Int8Linear: input has ", x.size(-1), " features, expected ",
+              in_features_);
+  const auto flat = x.reshape({-1, in_features_}).to(at::kFloat).contiguous();
+  const auto qx = at::quantize_per_tensor(flat, in_scale_, in_zero_point_, at::kQUInt8);
+  auto y = packed_->apply(qx, out_scale_, out_zero_point_).dequantize();
+  auto shape = x.sizes().vec();
+  shape.back() = out_features_;
+  return y.view(shape);
+}
+
+int64_t Int8Linear::packed_weight_bytes() const { return in_features_ * out_features_; }
+
+std::vector<std::string> quantized_engines() {
+  std::vector<std::string> names;
+  for (const auto e : at::globalContext().supportedQEngines()) names.emplace_back(c10::toString(e));
+  return names;
+}
+
+std::string current_quantized_engine() { return c10::toString(at::globalContext().qEngine()); }
+
+}  // namespace outeffhop::analysis
