@@ -24,6 +24,7 @@
 #include "outeffhop/analysis/w8a8.h"
 #include "outeffhop/data.h"
 #include "outeffhop/models/opt.h"
+#include "outeffhop/safetensors.h"
 #include "outeffhop/train.h"
 
 namespace outeffhop::cli {
@@ -203,6 +204,14 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   result.variant = variant, result.seed = seed;
   result.train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   points->set_transform(nullptr);
+  if (!o.out.empty()) {  // the trained model, to evaluate again without retraining
+    const auto path = o.out + "/" + variant + "-seed" + std::to_string(seed) + ".safetensors";
+    save_module(path, *model, {{"variant", variant}, {"seed", std::to_string(seed)}, {"bos", o.bos ? "1" : "0"},
+                               {"d_model", std::to_string(config.d_model)},
+                               {"num_layers", std::to_string(config.num_layers)},
+                               {"num_heads", std::to_string(config.num_heads)}, {"d_ff", std::to_string(config.d_ff)},
+                               {"max_positions", std::to_string(config.max_positions)}});
+  }
   evaluate_variant(o, model, points, train_tokens, eval_batches, gen, result);
   return result;
 }
@@ -368,7 +377,9 @@ void add_lm(CLI::App& app) {
   cmd->add_option("--track-every", o->track_every, "outlier statistics every K steps into tracking.jsonl (0: off)")
       ->capture_default_str();
   cmd->add_option("--log-every", o->log_every)->capture_default_str();
-  cmd->add_option("--out", o->out, "directory for table.md, runs.json and tracking.jsonl");
+  cmd->add_option("--out", o->out,
+                  "directory for table.md, runs.json, tracking.jsonl/.png and each trained model "
+                  "(VARIANT-seedK.safetensors)");
   cmd->add_flag("--json", o->json, "also print every run as JSON");
   cmd->add_flag("--bos,!--no-bos", o->bos,
                 "start every sequence with a BOS token (as OPT prepends </s>; default) or not (bytes only)")
