@@ -60,6 +60,7 @@ at::Tensor W8A8Simulation::transform(const std::string& name, const at::Tensor& 
     return fake_quant_asym(x, -delta * (1 << (options_.weight_bits - 1)),
                            delta * ((1 << (options_.weight_bits - 1)) - 1), options_.weight_bits);
   }
+  if (options_.keep_float && options_.keep_float(name)) return x;
   auto it = estimators_.find(name);
   if (it == estimators_.end()) {
     TORCH_CHECK(!quantizing_, "W8A8Simulation: activation point ", name, " was not seen during calibration");

@@ -42,6 +42,8 @@ struct LmOptions {
   bool json = false;
   bool eager_attention = false;  // train through the materialised composite instead of the fused kernel (for timing)
   bool bos = true;               // a BOS token first in every sequence (vocabulary 257)
+  std::string checkpoint;        // evaluate this saved model instead of training
+  std::vector<std::string> w8a8_keep_float;  // activation points (name suffixes) W8A8 leaves in float
 };
 
 constexpr int64_t kBos = 256;  // the beginning-of-sequence token after the 256 byte values
@@ -242,6 +244,12 @@ void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const n
   analysis::W8A8Options q;
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
+  q.keep_float = [&o](const std::string& name) {
+    for (const auto& suffix : o.w8a8_keep_float)
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        return true;
+    return false;
+  };
   const auto params = model->named_parameters();
   analysis::W8A8Simulation sim(*model, points,
                                {{"model.decoder.embed_tokens", params["model.decoder.embed_tokens.weight"]},
@@ -258,6 +266,34 @@ void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const n
   result.w8a8 = evaluate(model, eval_batches, &reference);
   result.w8a8_point_errors = point_errors(model, points, probe, fp32_points);
   sim.restore();
+}
+
+// A saved model (VARIANT-seedK.safetensors from --out) evaluated like a freshly trained one.
+VariantResult evaluate_checkpoint(const LmOptions& o, const at::Tensor& train_tokens,
+                                  const std::vector<at::Tensor>& eval_batches) {
+  const auto meta = load_safetensors(o.checkpoint).metadata;
+  auto get = [&](const std::string& key) {
+    const auto it = meta.find(key);
+    TORCH_CHECK(it != meta.end(), o.checkpoint, ": no '", key, "' in the metadata (not written by `outeffhop lm`)");
+    return it->second;
+  };
+  TORCH_CHECK((get("bos") == "1") == o.bos, o.checkpoint, ": the model was trained ", get("bos") == "1" ? "with" :
+              "without", " a BOS token; pass ", get("bos") == "1" ? "--bos" : "--no-bos");
+  auto config = o.model;
+  config.variant = nn::parse_attention_variant(get("variant"));
+  config.vocab_size = 256 + (o.bos ? 1 : 0);
+  config.d_model = std::stoll(get("d_model")), config.num_layers = std::stoll(get("num_layers"));
+  config.num_heads = std::stoll(get("num_heads")), config.d_ff = std::stoll(get("d_ff"));
+  config.max_positions = std::stoll(get("max_positions"));
+  models::OptForCausalLM model(config);
+  load_module(o.checkpoint, *model);
+  auto points = std::make_shared<nn::ActivationPoints>();
+  model->set_activation_points(points);
+  VariantResult result;
+  result.variant = get("variant"), result.seed = std::stoll(get("seed"));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(result.seed) + 2000);
+  evaluate_variant(o, model, points, train_tokens, eval_batches, gen, result);
+  return result;
 }
 
 std::string table(const std::vector<VariantResult>& results, const std::vector<std::string>& variants) {
@@ -303,10 +339,17 @@ void run(const LmOptions& o) {
     jsonl = std::make_unique<std::ofstream>(o.out + "/tracking.jsonl");
   }
   std::vector<VariantResult> results;
-  for (const auto& v : o.variants)
-    for (const auto seed : o.seeds) results.push_back(run_variant(o, v, seed, train_tokens, eval_batches, jsonl.get()));
+  auto variants = o.variants;
+  if (!o.checkpoint.empty()) {
+    results.push_back(evaluate_checkpoint(o, train_tokens, eval_batches));
+    variants = {results.back().variant};
+  } else {
+    for (const auto& v : o.variants)
+      for (const auto seed : o.seeds)
+        results.push_back(run_variant(o, v, seed, train_tokens, eval_batches, jsonl.get()));
+  }
 
-  const auto md = table(results, o.variants);
+  const auto md = table(results, variants);
   std::cout << md;
   for (const auto& r : results) {
     auto worst = r.w8a8_point_errors;
@@ -338,9 +381,10 @@ void run(const LmOptions& o) {
     std::ofstream(o.out + "/table.md") << md;
     std::ofstream(o.out + "/runs.json") << runs.dump(1) << "\n";
     jsonl->flush();
-    const bool plotted = o.track_every > 0 && run_plot("tracking", o.out + "/tracking.jsonl", o.out + "/tracking.png",
-                                                       "byte-level OPT, " + std::to_string(o.model.num_layers) +
-                                                           " layers, d = " + std::to_string(o.model.d_model));
+    const auto title = "byte-level OPT, " + std::to_string(o.model.num_layers) + " layers, d = " +
+                       std::to_string(o.model.d_model);
+    const bool plotted = o.track_every > 0 && o.checkpoint.empty() &&
+                         run_plot("tracking", o.out + "/tracking.jsonl", o.out + "/tracking.png", title);
     std::fprintf(stderr, "wrote %s/{table.md,runs.json,tracking.jsonl%s}\n", o.out.c_str(),
                  plotted ? ",tracking.png" : "");
   }
@@ -384,6 +428,12 @@ void add_lm(CLI::App& app) {
   cmd->add_flag("--bos,!--no-bos", o->bos,
                 "start every sequence with a BOS token (as OPT prepends </s>; default) or not (bytes only)")
       ->capture_default_str();
+  cmd->add_option("--checkpoint", o->checkpoint,
+                  "evaluate a model saved by `lm --out` (VARIANT-seedK.safetensors) instead of training")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--w8a8-keep-float", o->w8a8_keep_float,
+                  "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
+      ->delimiter(',');
   cmd->add_flag("--eager-attention", o->eager_attention,
                 "train with the materialised softmax_n composite instead of the fused kernel (throughput comparison)");
   cmd->callback([o] {

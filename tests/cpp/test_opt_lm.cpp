@@ -145,6 +145,15 @@ TEST(W8A8, CalibrateQuantizeRestore) {
                            at::embedding(fake_quant_sym(table.detach()), x)));
   sim.restore();
   EXPECT_TRUE(at::equal(m->forward(x), fp32));  // weights and points back to float
+
+  // Points kept in float are never calibrated nor quantized: with every activation kept, only weights change.
+  analysis::W8A8Options weights_only;
+  weights_only.keep_float = [](const std::string&) { return true; };
+  analysis::W8A8Simulation w(*m, points, {}, weights_only);
+  w.start_calibration();
+  m->forward(x);
+  EXPECT_TRUE(w.ranges().empty());
+  EXPECT_THROW(w.quantize(), c10::Error);  // nothing calibrated
 }
 
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {

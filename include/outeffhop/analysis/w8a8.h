@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/nn/module.h>
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct W8A8Options {
   RangeEstimatorOptions ranges;  // how activation ranges are calibrated
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
+  // Activation points to leave in float (e.g. to find which point costs the most); empty: quantize every point.
+  std::function<bool(const std::string&)> keep_float;
 };
 
 class W8A8Simulation {
