@@ -23,11 +23,13 @@ void W8A8Simulation::start_calibration() {
   restore();
   order_.clear();
   estimators_.clear();
+  calibrating_ = true;
   points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
 }
 
 void W8A8Simulation::quantize() {
-  TORCH_CHECK(!estimators_.empty(), "W8A8Simulation: calibrate (start_calibration + forward passes) before quantize");
+  TORCH_CHECK(calibrating_, "W8A8Simulation: calibrate (start_calibration + forward passes) before quantize");
+  calibrating_ = false;
   for (auto& [name, estimator] : estimators_) estimator.freeze();
   torch::NoGradGuard no_grad;
   for (const auto& item : model_.named_modules()) {

@@ -50,6 +50,7 @@ class W8A8Simulation {
   std::vector<std::string> order_;
   std::map<std::string, RangeEstimator> estimators_;
   std::vector<std::pair<at::Tensor, at::Tensor>> saved_weights_;  // (parameter, float copy)
+  bool calibrating_ = false;
   bool quantizing_ = false;
 };
 
