@@ -52,6 +52,41 @@ at::Tensor Int8Linear::forward(const at::Tensor& x) const {
 
 int64_t Int8Linear::packed_weight_bytes() const { return in_features_ * out_features_; }
 
+Int8Linears::Int8Linears(torch::nn::Module& model,
+                         const std::vector<std::pair<std::string, std::pair<double, double>>>& ranges,
+                         const std::function<std::string(const std::string&)>& input_point) {
+  const std::map<std::string, std::pair<double, double>> range(ranges.begin(), ranges.end());
+  for (const auto& item : model.named_modules()) {
+    auto* linear = item.value()->as<torch::nn::Linear>();
+    if (!linear) continue;
+    const auto out = range.find(item.key()), in = range.find(input_point(item.key()));
+    if (out == range.end() || in == range.end()) continue;  // not a calibrated point (e.g. gates)
+    layers_[item.key()] = std::make_shared<Int8Linear>(torch::nn::Linear(std::dynamic_pointer_cast<
+        torch::nn::LinearImpl>(item.value())), in->second, out->second);
+  }
+  TORCH_CHECK(!layers_.empty(), "Int8Linears: no Linear layer has calibrated input and output ranges");
+}
+
+void Int8Linears::attach(nn::ActivationPoints& points) const {
+  points.set_linear_override([layers = layers_](const std::string& name, const at::Tensor& x) {
+    const auto it = layers.find(name);
+    return it == layers.end() ? at::Tensor() : it->second->forward(x);
+  });
+}
+
+std::string opt_linear_input_point(const std::string& linear) {
+  auto ends_with = [&](const std::string& suffix) {
+    return linear.size() >= suffix.size() && linear.compare(linear.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  const auto parent = [&](const std::string& suffix) { return linear.substr(0, linear.size() - suffix.size()); };
+  for (const char* p : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"})
+    if (ends_with(p)) return parent(p) + "self_attn_layer_norm";
+  if (ends_with("self_attn.out_proj")) return parent("out_proj") + "context";
+  if (ends_with("fc1")) return parent("fc1") + "final_layer_norm";
+  if (ends_with("fc2")) return parent("fc2") + "activation_fn";
+  return "";
+}
+
 std::vector<std::string> quantized_engines() {
   std::vector<std::string> names;
   for (const auto e : at::globalContext().supportedQEngines()) names.emplace_back(c10::toString(e));

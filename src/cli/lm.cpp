@@ -19,6 +19,8 @@
 #include "commands.h"
 #include "mean_std.h"
 #include "plot.h"
+#include "bench/timing.h"
+#include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
@@ -107,7 +109,8 @@ Eval evaluate(models::OptForCausalLM& model, const std::vector<at::Tensor>& batc
 struct VariantResult {
   std::string variant;
   int64_t seed = 0;
-  Eval fp32, fp16, bf16, w8a8;
+  Eval fp32, fp16, bf16, w8a8, int8;  // int8: real INT8 Linears, the other points as in w8a8
+  double fp32_forward_ms = 0, int8_forward_ms = 0;  // one forward pass of one evaluation batch
   // Per activation point: ||x_w8a8 - x_fp32|| / ||x_fp32|| on 4 evaluation sequences, where W8A8 reaches the point
   // (before that point's own quantizer): which layer breaks.
   std::vector<std::pair<std::string, double>> w8a8_point_errors;
@@ -265,7 +268,24 @@ void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const n
   sim.quantize();
   result.w8a8 = evaluate(model, eval_batches, &reference);
   result.w8a8_point_errors = point_errors(model, points, probe, fp32_points);
+  const auto ranges = sim.ranges();
+  {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
+    const analysis::Int8Linears int8(*model, ranges, analysis::opt_linear_input_point);
+    int8.attach(*points);
+    result.int8 = evaluate(model, eval_batches, &reference);
+    points->set_linear_override(nullptr);
+  }
   sim.restore();
+
+  // Latency of one forward pass: float32 vs the same model with real INT8 Linears and nothing else quantized.
+  torch::NoGradGuard no_grad;
+  model->eval();
+  const auto batch = eval_batches.front().slice(1, 0, -1);
+  result.fp32_forward_ms = 1e3 * bench::median_seconds([&] { model->forward(batch); }, 1.0);
+  const analysis::Int8Linears int8(*model, ranges, analysis::opt_linear_input_point);
+  int8.attach(*points);
+  result.int8_forward_ms = 1e3 * bench::median_seconds([&] { model->forward(batch); }, 1.0);
+  points->set_linear_override(nullptr);
 }
 
 // A saved model (VARIANT-seedK.safetensors from --out) evaluated like a freshly trained one.
@@ -299,7 +319,8 @@ VariantResult evaluate_checkpoint(const LmOptions& o, const at::Tensor& train_to
 std::string table(const std::vector<VariantResult>& results, const std::vector<std::string>& variants) {
   std::ostringstream md;
   md << "| variant | FP32 ppl | FP16 ppl | BF16 ppl | W8A8 ppl | W8A8 KL (mnats/token) | W8A8 same top-1 | "
-        "avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|---|---|---|\n";
+        "INT8 ppl | INT8 forward speedup | avg kurtosis | max inf-norm | seeds |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   char buf[96];
   auto cell = [&](const std::vector<double>& v, const char* format) {
     const auto m = mean_std(v);
@@ -307,17 +328,19 @@ std::string table(const std::vector<VariantResult>& results, const std::vector<s
     return std::string(buf);
   };
   for (const auto& v : variants) {
-    std::vector<double> fp32, fp16, bf16, w8a8, kl, top1, kurt, inf;
+    std::vector<double> fp32, fp16, bf16, w8a8, kl, top1, int8, speedup, kurt, inf;
     for (const auto& r : results) {
       if (r.variant != v) continue;
       fp32.push_back(std::exp(r.fp32.loss)), fp16.push_back(std::exp(r.fp16.loss));
       bf16.push_back(std::exp(r.bf16.loss)), w8a8.push_back(std::exp(r.w8a8.loss));
       kl.push_back(1e3 * r.w8a8.kl), top1.push_back(100 * r.w8a8.same_top1);
+      int8.push_back(std::exp(r.int8.loss)), speedup.push_back(r.fp32_forward_ms / r.int8_forward_ms);
       kurt.push_back(r.outliers.avg_kurtosis), inf.push_back(r.outliers.max_inf_norm);
     }
     md << "| " << v << " | " << cell(fp32, "%.4f ± %.4f") << " | " << cell(fp16, "%.4f ± %.4f") << " | "
        << cell(bf16, "%.4f ± %.4f") << " | " << cell(w8a8, "%.4f ± %.4f") << " | " << cell(kl, "%.3f ± %.3f")
-       << " | " << cell(top1, "%.2f%% ± %.2f") << " | " << cell(kurt, "%.2f ± %.2f") << " | "
+       << " | " << cell(top1, "%.2f%% ± %.2f") << " | " << cell(int8, "%.4f ± %.4f") << " | "
+       << cell(speedup, "%.2fx ± %.2f") << " | " << cell(kurt, "%.2f ± %.2f") << " | "
        << cell(inf, "%.2f ± %.2f") << " | " << fp32.size() << " |\n";
   }
   return md.str();
@@ -372,7 +395,9 @@ void run(const LmOptions& o) {
     nlohmann::json errors = nlohmann::json::array();
     for (const auto& [name, e] : r.w8a8_point_errors) errors.push_back({{"point", name}, {"relative_error", e}});
     runs.push_back({{"variant", r.variant}, {"seed", r.seed}, {"fp32", eval(r.fp32)}, {"fp16", eval(r.fp16)},
-                    {"bf16", eval(r.bf16)}, {"w8a8", eval(r.w8a8)}, {"avg_kurtosis", r.outliers.avg_kurtosis},
+                    {"bf16", eval(r.bf16)}, {"w8a8", eval(r.w8a8)}, {"int8", eval(r.int8)},
+                    {"fp32_forward_ms", r.fp32_forward_ms}, {"int8_forward_ms", r.int8_forward_ms},
+                    {"avg_kurtosis", r.outliers.avg_kurtosis},
                     {"max_inf_norm", r.outliers.max_inf_norm}, {"train_seconds", r.train_seconds},
                     {"modules", modules}, {"w8a8_point_errors", errors}});
   }

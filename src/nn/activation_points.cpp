@@ -9,11 +9,23 @@ void ActivationPoints::add_observer(Observer observer) { observers_.push_back(st
 
 void ActivationPoints::set_transform(Transform transform) { transform_ = std::move(transform); }
 
+void ActivationPoints::set_linear_override(LinearOverride override_fn) { linear_override_ = std::move(override_fn); }
+
 void ActivationPoints::clear_observers() { observers_.clear(); }
 
 void ActivationPoints::clear() {
   observers_.clear();
   transform_ = nullptr;
+  linear_override_ = nullptr;
+}
+
+at::Tensor ActivationPoints::linear(const std::string& name, const at::Tensor& x,
+                                    const std::function<at::Tensor(const at::Tensor&)>& compute) const {
+  if (linear_override_) {
+    auto y = linear_override_(name, x);
+    if (y.defined()) return y;
+  }
+  return compute(x);
 }
 
 at::Tensor ActivationPoints::pass(const std::string& name, const at::Tensor& x) const {

@@ -76,9 +76,8 @@ MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& 
   const int64_t B = query.size(0), Tq = query.size(1), Tk = source.size(1);
   auto split = [&](const at::Tensor& x, int64_t T) { return x.view({B, T, o.num_heads, head_dim_}).transpose(1, 2); };
   const auto& names = o.names;
-  Heads heads{split(points_.pass(names.query, query_->forward(query)), Tq),
-              split(points_.pass(names.key, key_->forward(source)), Tk),
-              split(points_.pass(names.value, value_->forward(source)), Tk), std::nullopt};
+  Heads heads{split(points_.linear(names.query, query_, query), Tq), split(points_.linear(names.key, key_, source), Tk),
+              split(points_.linear(names.value, value_, source), Tk), std::nullopt};
   if (key_padding_mask.defined()) {
     TORCH_CHECK(key_padding_mask.scalar_type() == at::kBool && key_padding_mask.sizes() == at::IntArrayRef({B, Tk}),
                 "MultiheadAttention: key_padding_mask must be bool B x Tk = [", B, ", ", Tk, "] (true = keep), got ",
@@ -145,7 +144,7 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
   }
   if (variant.gate != GateKind::kNone) out = gate(query, out);
   out = points_.pass("context", out.transpose(1, 2).reshape({query.size(0), query.size(1), options_.embed_dim}));
-  return out_ ? points_.pass(options_.names.out, out_->forward(out)) : out;
+  return out_ ? points_.linear(options_.names.out, out_, out) : out;
 }
 
 void MultiheadAttentionImpl::set_activation_points(ActivationPointsPtr points, std::string prefix) {

@@ -42,9 +42,9 @@ at::Tensor TransformerBlockImpl::mix(const at::Tensor& x, const at::Tensor& key_
 }
 
 at::Tensor TransformerBlockImpl::feed_forward(const at::Tensor& x) {
-  const auto h = points_.pass("fc1", fc1_->forward(x));
+  const auto h = points_.linear("fc1", fc1_, x);
   const auto a = points_.pass("activation_fn", options_.activation == "relu" ? at::relu(h) : at::gelu(h));
-  return points_.pass("fc2", fc2_->forward(dropout_->forward(a)));
+  return points_.linear("fc2", fc2_, dropout_->forward(a));
 }
 
 at::Tensor TransformerBlockImpl::residual(const at::Tensor& x, torch::nn::LayerNorm& norm,

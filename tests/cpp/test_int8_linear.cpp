@@ -7,6 +7,8 @@
 #include <algorithm>
 
 #include "outeffhop/analysis/int8_linear.h"
+#include "outeffhop/analysis/w8a8.h"
+#include "outeffhop/models/opt.h"
 #include "outeffhop/outliers.h"
 
 namespace outeffhop::analysis {
@@ -41,6 +43,48 @@ TEST(Int8Linear, EnginesAndErrors) {
   EXPECT_THROW(Int8Linear(linear, {0.0, 0.0}, {-1.0, 1.0}), c10::Error);  // zero-width input range
   Int8Linear ok(linear, {-1.0, 1.0}, {-1.0, 1.0});
   EXPECT_THROW(ok.forward(at::randn({2, 5})), c10::Error);  // wrong feature count
+}
+
+TEST(Int8Linears, WholeOptModelMatchesTheSimulation) {
+  EXPECT_EQ(opt_linear_input_point("model.decoder.layers.3.self_attn.k_proj"),
+            "model.decoder.layers.3.self_attn_layer_norm");
+  EXPECT_EQ(opt_linear_input_point("model.decoder.layers.3.self_attn.out_proj"),
+            "model.decoder.layers.3.self_attn.context");
+  EXPECT_EQ(opt_linear_input_point("model.decoder.layers.0.fc1"), "model.decoder.layers.0.final_layer_norm");
+  EXPECT_EQ(opt_linear_input_point("model.decoder.layers.0.fc2"), "model.decoder.layers.0.activation_fn");
+
+  models::OptConfig c;
+  c.vocab_size = 32, c.d_model = 32, c.num_layers = 2, c.num_heads = 2, c.d_ff = 64, c.max_positions = 16;
+  c.variant = nn::parse_attention_variant("softmax1");
+  at::manual_seed(0);
+  models::OptForCausalLM m(c);
+  m->eval();
+  auto points = std::make_shared<nn::ActivationPoints>();
+  m->set_activation_points(points);
+  const auto x = at::randint(32, {4, 12}, at::kLong);
+  W8A8Simulation sim(*m, points, {});
+  sim.start_calibration();
+  m->forward(x);
+  sim.quantize();
+  const auto simulated = m->forward(x);
+  const Int8Linears int8(*m, sim.ranges(), opt_linear_input_point);
+  EXPECT_EQ(int8.size(), 2u * 6u);  // q, k, v, out, fc1, fc2 per layer
+  int8.attach(*points);
+  const auto real = m->forward(x);
+  points->set_linear_override(nullptr);
+  // Each INT8 output lands within a step of the simulated one, which the point then re-quantizes: close or equal.
+  EXPECT_LE((real - simulated).abs().max().item<double>(), 0.05 * simulated.abs().max().item<double>());
+  EXPECT_GT(real.argmax(-1).eq(simulated.argmax(-1)).to(at::kFloat).mean().item<double>(), 0.9);
+
+  // The kernels do run: in a float model, INT8 Linears alone change the logits, slightly.
+  sim.restore();
+  const auto fp32 = m->forward(x);
+  int8.attach(*points);
+  const auto int8_only = m->forward(x);
+  points->set_linear_override(nullptr);
+  EXPECT_FALSE(at::equal(int8_only, fp32));
+  EXPECT_LT((int8_only - fp32).abs().max().item<double>(), 0.05 * fp32.abs().max().item<double>());
+  EXPECT_TRUE(at::equal(m->forward(x), fp32));  // override removed
 }
 
 }  // namespace

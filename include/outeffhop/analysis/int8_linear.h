@@ -7,6 +7,11 @@
 #include <c10/util/intrusive_ptr.h>
 #include <torch/nn/modules/linear.h>
 
+#include "outeffhop/nn/activation_points.h"
+
+#include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +36,24 @@ class Int8Linear {
   double in_scale_ = 1, out_scale_ = 1;
   int64_t in_zero_point_ = 0, out_zero_point_ = 0;
 };
+
+// Real INT8 for the Linear layers of a model with activation points: every Linear whose own point (its output) and
+// input point were calibrated runs as an Int8Linear with those ranges. `input_point` names the point that feeds a
+// Linear (model-specific: opt_linear_input_point). attach() installs them as the points' Linear override.
+class Int8Linears {
+ public:
+  Int8Linears(torch::nn::Module& model, const std::vector<std::pair<std::string, std::pair<double, double>>>& ranges,
+              const std::function<std::string(const std::string&)>& input_point);
+  void attach(nn::ActivationPoints& points) const;
+  size_t size() const { return layers_.size(); }
+
+ private:
+  std::map<std::string, std::shared_ptr<Int8Linear>> layers_;
+};
+
+// OPT: q/k/v_proj read self_attn_layer_norm, out_proj reads self_attn.context, fc1 reads final_layer_norm, fc2 reads
+// activation_fn (all within the same layer).
+std::string opt_linear_input_point(const std::string& linear);
 
 // The quantized engines this LibTorch offers ("fbgemm", "x86", "onednn", "qnnpack") and the current one.
 std::vector<std::string> quantized_engines();

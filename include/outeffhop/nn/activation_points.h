@@ -16,19 +16,26 @@ class ActivationPoints {
  public:
   using Observer = std::function<void(const std::string& name, const at::Tensor& x)>;
   using Transform = std::function<at::Tensor(const std::string& name, const at::Tensor& x)>;
+  // Computes a named Linear layer instead of the module (e.g. a real INT8 kernel); an undefined result declines.
+  using LinearOverride = std::function<at::Tensor(const std::string& name, const at::Tensor& x)>;
 
   void add_observer(Observer observer);
   void set_transform(Transform transform);  // replaces the transform; an empty one removes it
+  void set_linear_override(LinearOverride override_fn);  // an empty one removes it
   void clear_observers();
   void clear();  // observers and transform
   bool has_transform() const { return static_cast<bool>(transform_); }
 
   // Observers see x (detached), then the transform (if any) gives the value passed on.
   at::Tensor pass(const std::string& name, const at::Tensor& x) const;
+  // The named Linear's output: the override's, or compute(x) when there is none or it declines.
+  at::Tensor linear(const std::string& name, const at::Tensor& x,
+                    const std::function<at::Tensor(const at::Tensor&)>& compute) const;
 
  private:
   std::vector<Observer> observers_;
   Transform transform_;
+  LinearOverride linear_override_;
 };
 
 using ActivationPointsPtr = std::shared_ptr<ActivationPoints>;
@@ -45,6 +52,13 @@ struct PointsHandle {
     return points->pass(prefix.empty() || prefix.back() != '.' ? prefix : prefix.substr(0, prefix.size() - 1), x);
   }
   bool transforming() const { return points && points->has_transform(); }
+  // A Linear layer named `point` (a module of this one) applied to x, then passed through its point.
+  template <typename LinearModule>
+  at::Tensor linear(const std::string& point, LinearModule& module, const at::Tensor& x) const {
+    if (!points) return module->forward(x);
+    const auto compute = [&](const at::Tensor& t) { return module->forward(t); };
+    return points->pass(prefix + point, points->linear(prefix + point, x, compute));
+  }
 };
 
 }  // namespace outeffhop::nn
