@@ -9,6 +9,7 @@ TORCH_VERSION=2.15.0
 NUMPY_VERSION=2.4.6
 PYTEST_VERSION=9.2.0
 MATPLOTLIB_VERSION=3.11.2
+TRANSFORMERS_VERSION=5.23.0  # test-only oracle: our OPT must give Hugging Face's logits
 
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
@@ -40,7 +41,8 @@ if [[ ! -e .venv ]]; then
   ln -s "$VENV_HOME" .venv
 fi
 
-want="torch==$TORCH_VERSION numpy==$NUMPY_VERSION pytest==$PYTEST_VERSION matplotlib==$MATPLOTLIB_VERSION"
+want="torch==$TORCH_VERSION numpy==$NUMPY_VERSION pytest==$PYTEST_VERSION matplotlib==$MATPLOTLIB_VERSION
+      transformers==$TRANSFORMERS_VERSION"
 have=$(.venv/bin/python -m pip freeze 2>/dev/null | tr '\n' ' ')
 need=()
 for req in $want; do

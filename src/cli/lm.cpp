@@ -212,6 +212,7 @@ VariantResult run_variant(const LmOptions& o, const std::string& variant, int64_
   if (!o.out.empty()) {  // the trained model, to evaluate again without retraining
     const auto path = o.out + "/" + variant + "-seed" + std::to_string(seed) + ".safetensors";
     save_module(path, *model, {{"variant", variant}, {"seed", std::to_string(seed)}, {"bos", o.bos ? "1" : "0"},
+                               {"vocab_size", std::to_string(config.vocab_size)},
                                {"d_model", std::to_string(config.d_model)},
                                {"num_layers", std::to_string(config.num_layers)},
                                {"num_heads", std::to_string(config.num_heads)}, {"d_ff", std::to_string(config.d_ff)},
@@ -288,31 +289,46 @@ void evaluate_variant(const LmOptions& o, models::OptForCausalLM& model, const n
   points->set_linear_override(nullptr);
 }
 
-// A saved model (VARIANT-seedK.safetensors from --out) evaluated like a freshly trained one.
-VariantResult evaluate_checkpoint(const LmOptions& o, const at::Tensor& train_tokens,
-                                  const std::vector<at::Tensor>& eval_batches) {
-  const auto meta = load_safetensors(o.checkpoint).metadata;
+// An OPT saved by `lm --out` (or any safetensors file with Hugging Face OPT names and this metadata: variant, d_model,
+// num_layers, num_heads, d_ff, max_positions, and vocab_size or bos), rebuilt and loaded.
+struct SavedOpt {
+  models::OptForCausalLM model{nullptr};
+  std::map<std::string, std::string> metadata;
+};
+
+SavedOpt load_saved_opt(const std::string& path, const models::OptConfig& defaults) {
+  SavedOpt saved;
+  saved.metadata = load_safetensors(path).metadata;
   auto get = [&](const std::string& key) {
-    const auto it = meta.find(key);
-    TORCH_CHECK(it != meta.end(), o.checkpoint, ": no '", key, "' in the metadata (not written by `outeffhop lm`)");
+    const auto it = saved.metadata.find(key);
+    TORCH_CHECK(it != saved.metadata.end(), path, ": no '", key, "' in the metadata (not written by `outeffhop lm`)");
     return it->second;
   };
-  TORCH_CHECK((get("bos") == "1") == o.bos, o.checkpoint, ": the model was trained ", get("bos") == "1" ? "with" :
-              "without", " a BOS token; pass ", get("bos") == "1" ? "--bos" : "--no-bos");
-  auto config = o.model;
+  auto config = defaults;
   config.variant = nn::parse_attention_variant(get("variant"));
-  config.vocab_size = 256 + (o.bos ? 1 : 0);
+  config.vocab_size = saved.metadata.count("vocab_size") ? std::stoll(get("vocab_size")) : 256 + (get("bos") == "1");
   config.d_model = std::stoll(get("d_model")), config.num_layers = std::stoll(get("num_layers"));
   config.num_heads = std::stoll(get("num_heads")), config.d_ff = std::stoll(get("d_ff"));
   config.max_positions = std::stoll(get("max_positions"));
-  models::OptForCausalLM model(config);
-  load_module(o.checkpoint, *model);
+  saved.model = models::OptForCausalLM(config);
+  load_module(path, *saved.model);
+  return saved;
+}
+
+// A saved model (VARIANT-seedK.safetensors from --out) evaluated like a freshly trained one.
+VariantResult evaluate_checkpoint(const LmOptions& o, const at::Tensor& train_tokens,
+                                  const std::vector<at::Tensor>& eval_batches) {
+  auto saved = load_saved_opt(o.checkpoint, o.model);
+  const auto& meta = saved.metadata;
+  const bool bos = meta.count("bos") && meta.at("bos") == "1";
+  TORCH_CHECK(bos == o.bos, o.checkpoint, ": the model was trained ", bos ? "with" : "without", " a BOS token; pass ",
+              bos ? "--bos" : "--no-bos");
   auto points = std::make_shared<nn::ActivationPoints>();
-  model->set_activation_points(points);
+  saved.model->set_activation_points(points);
   VariantResult result;
-  result.variant = get("variant"), result.seed = std::stoll(get("seed"));
+  result.variant = meta.at("variant"), result.seed = meta.count("seed") ? std::stoll(meta.at("seed")) : 0;
   auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(result.seed) + 2000);
-  evaluate_variant(o, model, points, train_tokens, eval_batches, gen, result);
+  evaluate_variant(o, saved.model, points, train_tokens, eval_batches, gen, result);
   return result;
 }
 
@@ -416,6 +432,30 @@ void run(const LmOptions& o) {
 }
 
 }  // namespace
+
+void add_lm_logits(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto ids = std::make_shared<std::vector<int64_t>>();
+  auto* cmd = app.add_subcommand("lm-logits", "print, as JSON, the next-token logits of a saved OPT for one sequence "
+                                              "of token ids (for comparisons with other implementations)");
+  cmd->add_option("--checkpoint", *path, "safetensors file with OPT names and lm metadata")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--ids", *ids, "token ids")->required()->delimiter(',');
+  cmd->callback([path, ids] {
+    auto saved = load_saved_opt(*path, models::OptConfig{});
+    torch::NoGradGuard no_grad;
+    saved.model->eval();
+    const auto input = at::tensor(*ids, at::kLong).view({1, -1});
+    const auto logits = saved.model->forward(input)[0].to(at::kDouble).contiguous();
+    std::vector<std::vector<double>> rows;
+    for (int64_t t = 0; t < logits.size(0); ++t) {
+      const auto* row = logits[t].data_ptr<double>();
+      rows.emplace_back(row, row + logits.size(1));
+    }
+    std::cout << nlohmann::json{{"logits", rows}}.dump() << "\n";
+  });
+}
 
 void add_lm(CLI::App& app) {
   auto o = std::make_shared<LmOptions>();
