@@ -41,6 +41,10 @@ void W8A8Simulation::quantize() {
     saved_weights_.emplace_back(weight, weight.detach().clone());
     weight.copy_(fake_quant_sym(weight.detach(), options_.weight_bits));
   }
+  // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid.
+  lookup_deltas_.clear();
+  for (const auto& [name, table] : lookups_)
+    lookup_deltas_[name] = table.detach().abs().max().item<double>() / ((1 << (options_.weight_bits - 1)) - 1);
   quantizing_ = true;
   points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
 }
@@ -54,10 +58,10 @@ void W8A8Simulation::restore() {
 }
 
 at::Tensor W8A8Simulation::transform(const std::string& name, const at::Tensor& x) {
-  if (const auto lookup = lookups_.find(name); lookup != lookups_.end()) {
+  if (lookups_.count(name)) {
     if (!quantizing_) return x;
     // Rows of a table quantized with the table's scale: x / delta lands on the table's own integer grid.
-    const double delta = lookup->second.detach().abs().max().item<double>() / ((1 << (options_.weight_bits - 1)) - 1);
+    const double delta = lookup_deltas_.at(name);
     if (delta == 0) return at::zeros_like(x);
     return fake_quant_asym(x, -delta * (1 << (options_.weight_bits - 1)),
                            delta * ((1 << (options_.weight_bits - 1)) - 1), options_.weight_bits);

@@ -46,6 +46,7 @@ class W8A8Simulation {
   torch::nn::Module& model_;
   nn::ActivationPointsPtr points_;
   std::map<std::string, at::Tensor> lookups_;
+  std::map<std::string, double> lookup_deltas_;  // each table's weight scale, fixed by quantize()
   W8A8Options options_;
   std::vector<std::string> order_;
   std::map<std::string, RangeEstimator> estimators_;

@@ -136,6 +136,44 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// acc (16 x N) += A B^T for one warp: A the 16 rows m0.. of a tile stored [m][k], B the N rows of a tile stored [n][k]
+// (k = K columns in both): e.g. S^T = K Q^T.
+template <typename T, int K, int N, int CA, int CB>
+__device__ __forceinline__ void rows_times_transposed(float (&acc)[N / 8][4], SmemTile<T, CA> a_tile, int m0,
+                                                      SmemTile<T, CB> b_tile, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < K / 16; ++kk) {
+    uint32_t a[4];
+    load_a(a, a_tile, m0, 2 * kk, lane);
+#pragma unroll
+    for (int j = 0; j < N / 16; ++j) {
+      uint32_t bb[4];
+      load_b_pair(bb, b_tile, 16 * j, 2 * kk, lane);
+      mma<T>(acc[2 * j], a, bb[0], bb[1]);
+      mma<T>(acc[2 * j + 1], a, bb[2], bb[3]);
+    }
+  }
+}
+
+// acc (16 x N) += P B for one warp: P (16 x K) in accumulator layout (registers), B a tile stored [k][n]: e.g.
+// dV += P^T dO.
+template <typename T, int K, int N, int C>
+__device__ __forceinline__ void accumulators_times_tile(float (&acc)[N / 8][4], const float (&p)[K / 8][4],
+                                                        SmemTile<T, C> b_tile, int lane) {
+#pragma unroll
+  for (int kq = 0; kq < K / 16; ++kq) {
+    uint32_t a[4];
+    accumulators_as_a<T>(a, p[2 * kq], p[2 * kq + 1]);
+#pragma unroll
+    for (int c = 0; c < N / 16; ++c) {
+      uint32_t bb[4];
+      load_b_pair_trans(bb, b_tile, 16 * kq, 2 * c, lane);
+      mma<T>(acc[2 * c], a, bb[0], bb[1]);
+      mma<T>(acc[2 * c + 1], a, bb[2], bb[3]);
+    }
+  }
+}
+
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
   return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
@@ -385,19 +423,8 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(const FlashAtt
     const float* lse2 = row_stats + (qb & 1) * 2 * kBwdRows;
     const float* delta = lse2 + kBwdRows;
 
-    float s[kBwdRows / 8][4] = {};  // S^T, then P^T
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, k_tile, kw, 2 * kk, lane);
-#pragma unroll
-      for (int j = 0; j < kBwdRows / 16; ++j) {
-        uint32_t bb[4];
-        load_b_pair(bb, q_tile, 16 * j, 2 * kk, lane);
-        mma<T>(s[2 * j], a, bb[0], bb[1]);
-        mma<T>(s[2 * j + 1], a, bb[2], bb[3]);
-      }
-    }
+    float s[kBwdRows / 8][4] = {};  // S^T = K Q^T, then P^T
+    rows_times_transposed<T, D, kBwdRows>(s, k_tile, kw, q_tile, lane);
     const bool edges = key0 + kBwdKeys > p.Lk || q0 + kBwdRows > p.Lq ||
                        (p.causal && key0 + kBwdKeys - 1 > q0 + diagonal);
 #pragma unroll
@@ -408,49 +435,16 @@ __global__ void __launch_bounds__(kBwdWarps * 32) backward_kernel(const FlashAtt
         s[nt][e] = fast_exp2(logit2(p, s[nt][e] * scale2, mask, q0 + col, keys[e >> 1], edges) - lse2[col]);
       }
 
-#pragma unroll
-    for (int kq = 0; kq < kBwdRows / 16; ++kq) {  // dV += P^T dO
-      uint32_t a[4];
-      accumulators_as_a<T>(a, s[2 * kq], s[2 * kq + 1]);
-#pragma unroll
-      for (int c = 0; c < D / 16; ++c) {
-        uint32_t bb[4];
-        load_b_pair_trans(bb, do_tile, 16 * kq, 2 * c, lane);
-        mma<T>(dv[2 * c], a, bb[0], bb[1]);
-        mma<T>(dv[2 * c + 1], a, bb[2], bb[3]);
-      }
-    }
+    accumulators_times_tile<T, kBwdRows, D>(dv, s, do_tile, lane);  // dV += P^T dO
 
     float ds[kBwdRows / 8][4] = {};  // dP^T = V dO^T, then dS^T
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t a[4];
-      load_a(a, v_tile, kw, 2 * kk, lane);
-#pragma unroll
-      for (int j = 0; j < kBwdRows / 16; ++j) {
-        uint32_t bb[4];
-        load_b_pair(bb, do_tile, 16 * j, 2 * kk, lane);
-        mma<T>(ds[2 * j], a, bb[0], bb[1]);
-        mma<T>(ds[2 * j + 1], a, bb[2], bb[3]);
-      }
-    }
+    rows_times_transposed<T, D, kBwdRows>(ds, v_tile, kw, do_tile, lane);
 #pragma unroll
     for (int nt = 0; nt < kBwdRows / 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) ds[nt][e] = s[nt][e] * (ds[nt][e] - delta[nt * 8 + 2 * tq + (e & 1)]);
 
-#pragma unroll
-    for (int kq = 0; kq < kBwdRows / 16; ++kq) {  // dK += dS^T Q
-      uint32_t a[4];
-      accumulators_as_a<T>(a, ds[2 * kq], ds[2 * kq + 1]);
-#pragma unroll
-      for (int c = 0; c < D / 16; ++c) {
-        uint32_t bb[4];
-        load_b_pair_trans(bb, q_tile, 16 * kq, 2 * c, lane);
-        mma<T>(dk[2 * c], a, bb[0], bb[1]);
-        mma<T>(dk[2 * c + 1], a, bb[2], bb[3]);
-      }
-    }
+    accumulators_times_tile<T, kBwdRows, D>(dk, ds, q_tile, lane);  // dK += dS^T Q
 #pragma unroll
     for (int nt = 0; nt < kBwdRows / 8; ++nt) {
       *reinterpret_cast<uint32_t*>(ds_tile.at(kw + gr, nt) + 2 * tq) = pack2<T>(ds[nt][0], ds[nt][1]);
