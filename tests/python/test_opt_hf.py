@@ -12,6 +12,10 @@ transformers = pytest.importorskip("transformers")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 CLI = os.environ.get("OUTEFFHOP_CLI") or str(pathlib.Path(__file__).resolve().parents[2] / "build" / "src" / "outeffhop")
+# CTest names the CLI it built (then a missing one is a failure); without it, an op-library-only build (the GPU
+# machines) has no CLI to compare, and the test is skipped.
+if "OUTEFFHOP_CLI" not in os.environ and not os.path.exists(CLI):
+    pytest.skip(f"outeffhop CLI not built at {CLI} (op-library-only build)", allow_module_level=True)
 
 
 def our_logits(path, ids):
