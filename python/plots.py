@@ -1,6 +1,8 @@
 """PNG figures from the files the outeffhop CLI writes. Usage:
     plots.py memory RESULTS.csv OUT.png TITLE
-    plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop lm --out DIR writes DIR/tracking.jsonl)"""
+    plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop lm --out DIR writes DIR/tracking.jsonl)
+    plots.py layers RUNS.json OUT.png TITLE            (outeffhop experiment writes RUNS_DIR/NAME/TASK/runs.json)
+    plots.py components RUNS.json OUT.png TITLE"""
 import csv
 import json
 import statistics
@@ -74,7 +76,81 @@ def tracking(tracking_jsonl, out_png, title):
     fig.savefig(out_png, dpi=120)
 
 
+def grouped_bars(axis, groups, series):
+    """Bars per group (x axis), one colour per series: {series: {group: [values over seeds]}}, mean with std."""
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        means = [statistics.fmean(values.get(g, [0])) for g in groups]
+        stds = [statistics.pstdev(values.get(g, [0])) for g in groups]
+        axis.bar(xs, means, width, yerr=stds, label=name, capsize=2)
+    axis.set_xticks(range(len(groups)))
+
+
+def layers(runs_json, out_png, title):
+    """Maximum infinity norm and average kurtosis per layer of the evaluated models, one bar per variant (mean over
+    seeds): the layout of the paper's Figure 3. Layer -1 holds the modules outside the layers (embeddings, final
+    LayerNorm)."""
+    runs = json.load(open(runs_json))
+    groups = sorted({l["layer"] for r in runs for l in r["outliers"]["layers"]})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    for axis, key, label in ((axes[0], "max_inf_norm", "maximum infinity norm"),
+                             (axes[1], "avg_kurtosis", "average kurtosis")):
+        series = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            for l in r["outliers"]["layers"]:
+                series[r["variant"]][groups.index(l["layer"])].append(l[key])
+        grouped_bars(axis, list(range(len(groups))), series)
+        axis.set_xticklabels(["outside" if g < 0 else str(g) for g in groups])
+        axis.set_xlabel("layer")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+def components(runs_json, out_png, title):
+    """Infinity norm and kurtosis of each hooked module of the last layer, one bar per variant (mean over seeds): the
+    layout of the paper's Figure 4."""
+    runs = json.load(open(runs_json))
+    last = max(l["layer"] for r in runs for l in r["outliers"]["layers"])
+    marker = None
+    for r in runs:
+        for m in r["outliers"]["modules"]:
+            for word in ("layers", "layer", "blocks"):
+                if f".{word}.{last}." in m["module"] or m["module"].endswith(f".{word}.{last}"):
+                    marker = f".{word}.{last}"
+    names = []
+    for r in runs:
+        for m in r["outliers"]["modules"]:
+            if marker and marker in m["module"]:
+                short = m["module"].split(marker, 1)[1].lstrip(".") or "(layer output)"
+                if short not in names:
+                    names.append(short)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.9 * len(names)), 8))
+    for axis, key, label in ((axes[0], "inf_norm", "infinity norm"), (axes[1], "kurtosis", "kurtosis")):
+        series = defaultdict(lambda: defaultdict(list))
+        for r in runs:
+            for m in r["outliers"]["modules"]:
+                if marker and marker in m["module"]:
+                    short = m["module"].split(marker, 1)[1].lstrip(".") or "(layer output)"
+                    series[r["variant"]][names.index(short)].append(m[key])
+        grouped_bars(axis, list(range(len(names))), series)
+        axis.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title(f"modules of layer {last}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components}
+
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] not in ("memory", "tracking"):
+    if len(sys.argv) != 5 or sys.argv[1] not in KINDS:
         sys.exit(__doc__)
-    {"memory": memory, "tracking": tracking}[sys.argv[1]](sys.argv[2], sys.argv[3], sys.argv[4])
+    KINDS[sys.argv[1]](sys.argv[2], sys.argv[3], sys.argv[4])

@@ -33,10 +33,11 @@ struct StepReport {
   double seconds = 0;  // wall time of this step
 };
 
-// o.steps steps of: loss(step) (0-based) -> backward -> clip -> AdamW at the scheduled rate; on_step after each.
-// Throws on a non-finite loss, naming the step.
-void train(torch::nn::Module& model, torch::optim::AdamW& optimizer, const TrainOptions& o,
-           const std::function<at::Tensor(int64_t)>& loss, const std::function<void(const StepReport&)>& on_step,
-           int64_t first_step = 0);
+// Steps first_step..o.steps-1 of: loss(step) (0-based) -> backward -> clip -> AdamW at the scheduled rate; on_step
+// after each. Stops early, after a complete step, when stop_requested() says so (e.g. on Ctrl-C). Returns the number of
+// steps done in all. Throws on a non-finite loss, naming the step.
+int64_t train(torch::nn::Module& model, torch::optim::AdamW& optimizer, const TrainOptions& o,
+              const std::function<at::Tensor(int64_t)>& loss, const std::function<void(const StepReport&)>& on_step,
+              int64_t first_step = 0, const std::function<bool()>& stop_requested = {});
 
 }  // namespace outeffhop::train

@@ -18,6 +18,12 @@ OutlierRows opt_outlier_rows(const std::string& point) {
   return OutlierRows::kSkip;
 }
 
+OutlierRows vit_outlier_rows(const std::string& point) {
+  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs|attention_residual))");
+  if (point.rfind("vit.", 0) != 0 || std::regex_match(point, not_module)) return OutlierRows::kSkip;
+  return OutlierRows::kPerSample;
+}
+
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of) {
   return [&stats, rows_of = std::move(rows_of)](const std::string& name, const at::Tensor& x) {

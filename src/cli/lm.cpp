@@ -17,7 +17,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "mean_std.h"
+#include "analysis/mean_std.h"
 #include "plot.h"
 #include "bench/timing.h"
 #include "outeffhop/analysis/int8_linear.h"
@@ -339,7 +339,7 @@ std::string table(const std::vector<VariantResult>& results, const std::vector<s
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   char buf[96];
   auto cell = [&](const std::vector<double>& v, const char* format) {
-    const auto m = mean_std(v);
+    const auto m = analysis::mean_std(v);
     std::snprintf(buf, sizeof buf, format, m.mean, m.std);
     return std::string(buf);
   };

@@ -14,7 +14,7 @@
 
 #include "build_config.h"
 #include "commands.h"
-#include "mean_std.h"
+#include "analysis/mean_std.h"
 #include "plot.h"
 #include "outeffhop/memory_experiments.h"
 
@@ -50,7 +50,7 @@ std::string summary_table(const memory::MemoryExperimentConfig& c, const std::ve
     md << "| " << key.first;
     if (by_steps) md << " | " << key.second;
     for (const auto& m : c.models) {
-      const auto s = mean_std(by_model.at(m).first), e = mean_std(by_model.at(m).second);
+      const auto s = analysis::mean_std(by_model.at(m).first), e = analysis::mean_std(by_model.at(m).second);
       std::snprintf(buf, sizeof buf, " | %.3f ± %.3f (%.1f)", s.mean, s.std, e.mean);
       md << buf;
     }

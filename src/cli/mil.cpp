@@ -11,7 +11,7 @@
 #include <sstream>
 
 #include "commands.h"
-#include "mean_std.h"
+#include "analysis/mean_std.h"
 #include "outeffhop/data.h"
 #include "outeffhop/memory.h"
 #include "outeffhop/mil.h"
@@ -58,7 +58,7 @@ void run_mil(const MilOptions& o) {
     std::vector<double> acc, auc;
     for (const auto& r : rows)
       if (r.model == model) acc.push_back(r.accuracy), auc.push_back(r.auc);
-    const auto a = mean_std(acc), u = mean_std(auc);
+    const auto a = analysis::mean_std(acc), u = analysis::mean_std(auc);
     std::snprintf(buf, sizeof buf, "| %s | %.3f ± %.3f | %.3f ± %.3f |\n", model.c_str(), a.mean, a.std, u.mean, u.std);
     md << buf;
   }

@@ -2,28 +2,14 @@
 #include "outeffhop/models/opt.h"
 
 #include <torch/nn/functional/loss.h>
-#include <torch/nn/init.h>
-#include <torch/nn/modules/linear.h>
 
+#include "init_weights.h"
 #include "outeffhop/nn/transformer_block.h"
 
 namespace outeffhop::models {
 namespace {
 
 constexpr int64_t kPositionOffset = 2;  // OPT's learned positions start at row 2
-
-// Hugging Face's OPT initialisation: N(0, std) weights for Linear and Embedding, zero biases, LayerNorm (1, 0).
-void init_weights(torch::nn::Module& root, double std) {
-  torch::NoGradGuard no_grad;
-  for (auto& m : root.modules(/*include_self=*/false)) {
-    if (auto* linear = m->as<torch::nn::Linear>()) {
-      linear->weight.normal_(0, std);
-      if (linear->bias.defined()) linear->bias.zero_();
-    } else if (auto* embedding = m->as<torch::nn::Embedding>()) {
-      embedding->weight.normal_(0, std);
-    }
-  }
-}
 
 }  // namespace
 
@@ -47,7 +33,7 @@ OptForCausalLMImpl::OptForCausalLMImpl(OptConfig config) : config_(std::move(con
   final_layer_norm_ = decoder_->register_module("final_layer_norm", torch::nn::LayerNorm(
                                                                          torch::nn::LayerNormOptions({c.d_model})));
   dropout_ = register_module("dropout", torch::nn::Dropout(c.dropout));
-  init_weights(*this, c.init_std);
+  init_transformer_weights(*this, c.init_std);
 }
 
 at::Tensor OptForCausalLMImpl::forward(const at::Tensor& ids) {

@@ -34,11 +34,12 @@ std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& model, const 
   return std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr));
 }
 
-void train(torch::nn::Module& model, torch::optim::AdamW& optimizer, const TrainOptions& o,
-           const std::function<at::Tensor(int64_t)>& loss, const std::function<void(const StepReport&)>& on_step,
-           int64_t first_step) {
+int64_t train(torch::nn::Module& model, torch::optim::AdamW& optimizer, const TrainOptions& o,
+              const std::function<at::Tensor(int64_t)>& loss, const std::function<void(const StepReport&)>& on_step,
+              int64_t first_step, const std::function<bool()>& stop_requested) {
   model.train();
   for (int64_t step = first_step; step < o.steps; ++step) {
+    if (stop_requested && stop_requested()) return step;
     const auto start = std::chrono::steady_clock::now();
     const double lr = learning_rate(o, step);
     for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -53,6 +54,7 @@ void train(torch::nn::Module& model, torch::optim::AdamW& optimizer, const Train
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (on_step) on_step({step + 1, value, lr, norm, seconds});
   }
+  return std::max(first_step, o.steps);
 }
 
 }  // namespace outeffhop::train

@@ -18,6 +18,9 @@ enum class OutlierRows {
 // OPT: every block output, self_attn.out_proj and self_attn_layer_norm per sample, fc2 and the FFN LayerNorm
 // (final_layer_norm inside a block) per token, and the decoder's final LayerNorm per sample.
 OutlierRows opt_outlier_rows(const std::string& point);
+// ViT: every module output, per sample (the embeddings, every LayerNorm, Linear, GELU and layer output, and the final
+// LayerNorm); not the attention scores and probabilities or the first residual sum, which no module outputs.
+OutlierRows vit_outlier_rows(const std::string& point);
 
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of);

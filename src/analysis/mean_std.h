@@ -1,9 +1,9 @@
-// Mean and population standard deviation of a few values (over seeds or folds), for the CLI's summary tables.
+// Mean and population standard deviation of a few values (over seeds or folds), for summary tables.
 #pragma once
 #include <cmath>
 #include <vector>
 
-namespace outeffhop::cli {
+namespace outeffhop::analysis {
 
 struct Stat {
   double mean = 0, std = 0;
@@ -17,4 +17,4 @@ inline Stat mean_std(const std::vector<double>& v) {
   return s;
 }
 
-}  // namespace outeffhop::cli
+}  // namespace outeffhop::analysis

@@ -1,0 +1,83 @@
+// What the experiment runner needs from a task (a model family on a dataset): build a model of an attention variant,
+// draw training batches, hold fixed evaluation batches, and say how the paper measured and quantized that model.
+// Tasks: "lm" (byte-level OPT on the books, WikiText-2 valid) and "vit" (ViT on Fashion-MNIST, MNIST or CIFAR-10).
+#pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "outeffhop/analysis/outlier_points.h"
+#include "outeffhop/experiment/config.h"
+#include "outeffhop/nn/activation_points.h"
+#include "outeffhop/train.h"
+
+namespace outeffhop::experiment {
+
+struct Batch {
+  at::Tensor input;   // what the model's forward takes
+  at::Tensor target;  // int64 class ids, one per row of the flattened logits
+};
+
+// A built model: the module (parameters under Hugging Face's names), its forward to logits (... x classes) and its
+// activation points.
+struct TaskModel {
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<at::Tensor(const at::Tensor&)> logits;
+  std::function<void(nn::ActivationPointsPtr)> set_points;
+};
+
+struct EvaluationOptions {
+  int64_t batches = 8;              // evaluation batches (fixed; the same for every run)
+  int64_t calibration_batches = 4;  // W8A8 range calibration batches, drawn from the training data
+  int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
+  bool int8 = true;                 // also run real INT8 Linears where the task supports them
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  // A short label for files and tables ("opt-books", "vit-fashion-mnist").
+  virtual std::string label() const = 0;
+  virtual std::string description() const = 0;  // the model and data in words, for tables and plots
+  // The task metric from the mean loss and accuracy of an evaluation: perplexity or top-1 (%).
+  virtual std::string metric_name() const = 0;
+  virtual double metric(double mean_loss, double accuracy) const = 0;
+  virtual bool lower_is_better() const = 0;
+
+  virtual TaskModel build(const std::string& variant) const = 0;
+  virtual Batch train_batch(at::Generator& gen) const = 0;
+  virtual const std::vector<Batch>& eval_batches() const = 0;
+  virtual double label_smoothing() const { return 0.0; }  // of the training loss
+
+  virtual analysis::OutlierRows outlier_rows(const std::string& point) const = 0;
+  // Points whose values are rows of an embedding table (quantized with the table's weight scale), per model.
+  virtual std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel& model) const = 0;
+  // The point feeding each Linear, for real INT8 Linears; empty where the task has no INT8 path.
+  virtual std::function<std::string(const std::string&)> int8_input_point() const { return {}; }
+
+  const train::TrainOptions& train_options() const { return train_; }
+  const EvaluationOptions& evaluation() const { return evaluation_; }
+  const nlohmann::json& resolved() const { return resolved_; }  // the task's config with every default filled in
+
+ protected:
+  train::TrainOptions train_;
+  EvaluationOptions evaluation_;
+  nlohmann::json resolved_;
+};
+
+// Reads one task entry of a config (task: lm | vit, with model / data / train / eval sections) and loads its data.
+// data_dir: where ../shared/data-style datasets live.
+std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir);
+
+// Shared by the tasks: the train / eval sections of a task config, into the task's options and resolved config.
+void read_train_options(ConfigReader config, train::TrainOptions& train, nlohmann::json& resolved);
+void read_evaluation_options(ConfigReader config, EvaluationOptions& evaluation, nlohmann::json& resolved);
+
+}  // namespace outeffhop::experiment

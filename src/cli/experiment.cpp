@@ -1,0 +1,127 @@
+// `outeffhop experiment`: runs a YAML experiment config (configs/<name>.yaml) with the experiment runner: every task x
+// attention variant x seed trained (resumable) and evaluated, then the paper's Table 1 layout and figures.
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "build_config.h"
+#include "commands.h"
+#include "plot.h"
+#include "outeffhop/experiment/runner.h"
+
+namespace outeffhop::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_interrupt(int) {
+  stop_requested = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+struct ExperimentArgs {
+  std::string config, preset, runs_dir = "runs", data_dir = "../shared/data";
+  std::vector<std::string> overrides;
+  bool dump_config = false;
+};
+
+std::string config_path(const ExperimentArgs& a) {
+  if (!a.config.empty()) return a.config;
+  const auto path = std::string(OUTEFFHOP_SOURCE_DIR) + "/configs/" + a.preset + ".yaml";
+  TORCH_CHECK(fs::exists(path), "experiment: no preset '", a.preset, "' (", path, ")");
+  return path;
+}
+
+void run(const ExperimentArgs& a) {
+  const auto path = config_path(a);
+  auto raw = experiment::load_yaml(path);
+  for (const auto& o : a.overrides) experiment::apply_override(raw, o);
+  auto config = experiment::read_experiment(experiment::ConfigReader(raw, path));
+  std::vector<std::unique_ptr<experiment::Task>> tasks;
+  json resolved = config.resolved;
+  resolved["tasks"] = json::array();
+  for (size_t i = 0; i < config.tasks.size(); ++i) {
+    tasks.push_back(experiment::make_task(
+        experiment::ConfigReader(config.tasks[i], path, "tasks." + std::to_string(i)), a.data_dir));
+    resolved["tasks"].push_back(tasks.back()->resolved());
+  }
+  if (a.dump_config) {
+    std::cout << resolved.dump(2) << "\n";
+    return;
+  }
+  const auto dir = a.runs_dir + "/" + config.name;
+  fs::create_directories(dir);
+  std::ofstream(dir + "/config.json") << resolved.dump(2) << "\n";
+  std::signal(SIGINT, on_interrupt);
+  const auto total = tasks.size() * config.variants.size() * config.seeds.size();
+  std::fprintf(stderr, "experiment %s: %zu runs in %s (Ctrl-C saves the state and stops; run again to resume)\n",
+               config.name.c_str(), total, dir.c_str());
+
+  std::string tables = "# " + config.name + (config.description.empty() ? "" : ": " + config.description) + "\n";
+  for (const auto& task : tasks) {
+    std::vector<json> results;
+    const auto task_dir = dir + "/" + task->label();
+    for (const auto& variant : config.variants)
+      for (const auto seed : config.seeds) {
+        const auto result = experiment::run_one(*task, variant, seed, task_dir + "/" + experiment::run_name(variant, seed),
+                                                config.run, [] { return stop_requested.load(); });
+        if (!result) {
+          std::fprintf(stderr, "experiment %s interrupted; run the same command to resume\n", config.name.c_str());
+          std::exit(130);
+        }
+        results.push_back(*result);
+      }
+    const auto table = experiment::results_table(*task, results, config.variants);
+    tables += "\n## " + task->label() + ": " + task->description() + "\n\n" + table;
+    std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";
+    // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
+    std::ofstream tracking(task_dir + "/tracking.jsonl");
+    for (const auto& variant : config.variants)
+      for (const auto seed : config.seeds)
+        tracking << std::ifstream(task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl").rdbuf();
+    tracking.close();
+    const auto title = task->label() + ": " + task->description();
+    bool plotted = run_plot("tracking", task_dir + "/tracking.jsonl", task_dir + "/training.png", title);
+    plotted = run_plot("layers", task_dir + "/runs.json", task_dir + "/layers.png", title) && plotted;
+    plotted = run_plot("components", task_dir + "/runs.json", task_dir + "/components.png", title) && plotted;
+    std::fprintf(stderr, "%s: %s/{runs.json,tracking.jsonl%s}\n", task->label().c_str(), task_dir.c_str(),
+                 (plotted ? ",training.png,layers.png,components.png"
+                          : "; no figures: " + plot_python() + " with matplotlib was not usable")
+                     .c_str());
+  }
+  std::ofstream(dir + "/table.md") << tables;
+  std::cout << tables;
+  std::fprintf(stderr, "wrote %s/table.md\n", dir.c_str());
+}
+
+}  // namespace
+
+void add_experiment(CLI::App& app) {
+  auto a = std::make_shared<ExperimentArgs>();
+  auto* cmd = app.add_subcommand(
+      "experiment", "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
+                    "runs are skipped) and write the paper's Table 1 layout and figures");
+  auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
+  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table1-gpu")->excludes(config);
+  cmd->add_option("--set", a->overrides,
+                  "override a config value: path=value, e.g. tasks.*.train.steps=100 or seeds=[0,1,2] (repeatable)");
+  cmd->add_option("--runs-dir", a->runs_dir, "where runs keep their state and results (RUNS_DIR/NAME/...)")
+      ->capture_default_str();
+  cmd->add_option("--data-dir", a->data_dir, "the shared data directory (text/, cifar10/, mnist/)")
+      ->capture_default_str();
+  cmd->add_flag("--dump-config", a->dump_config, "print the resolved config (every default filled in) and exit");
+  cmd->callback([a] {
+    TORCH_CHECK(!a->config.empty() || !a->preset.empty(), "experiment: give --config FILE or --preset NAME");
+    run(*a);
+  });
+}
+
+}  // namespace outeffhop::cli

@@ -1,0 +1,134 @@
+// The "lm" task: a byte-level OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and
+// evaluated on WikiText-2 valid, each sequence optionally starting with a BOS token as OPT prepends </s>.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdio>
+
+#include "outeffhop/analysis/int8_linear.h"
+#include "outeffhop/data.h"
+#include "outeffhop/experiment/task.h"
+#include "outeffhop/models/opt.h"
+
+namespace outeffhop::experiment {
+namespace {
+
+constexpr int64_t kBos = 256;  // the beginning-of-sequence token after the 256 byte values
+
+class LmTask : public Task {
+ public:
+  LmTask(ConfigReader& config, const std::string& data_dir) {
+    auto data = config.child("data");
+    bos_ = data.get("bos", true);
+    seq_ = data.get<int64_t>("seq", 128);
+    data.finish();
+    auto m = config.child("model");
+    model_.d_model = m.get("d_model", model_.d_model);
+    model_.num_layers = m.get("layers", model_.num_layers);
+    model_.num_heads = m.get("heads", model_.num_heads);
+    model_.d_ff = m.get("d_ff", model_.d_ff);
+    model_.dropout = m.get("dropout", model_.dropout);
+    model_.attention_dropout = m.get("attention_dropout", model_.attention_dropout);
+    model_.init_std = m.get("init_std", model_.init_std);
+    m.finish();
+    model_.vocab_size = 256 + (bos_ ? 1 : 0);
+    model_.max_positions = seq_;
+    if (seq_ < 2) data.fail("seq", "must be >= 2");
+    auto t = config.child("train");
+    batch_ = t.get<int64_t>("batch", 16);
+    if (batch_ < 1) t.fail("batch", "must be >= 1");
+    nlohmann::json train_json, eval_json;
+    read_train_options(t, train_, train_json);
+    read_evaluation_options(config.child("eval"), evaluation_, eval_json);
+    train_json["batch"] = batch_;
+    resolved_ = {{"task", "lm"},
+                 {"data", {{"bos", bos_}, {"seq", seq_}}},
+                 {"model",
+                  {{"d_model", model_.d_model}, {"layers", model_.num_layers}, {"heads", model_.num_heads},
+                   {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
+                   {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
+                 {"train", train_json},
+                 {"eval", eval_json}};
+
+    const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
+    std::fprintf(stderr, "[lm] reading %s and %s\n", books.c_str(), valid.c_str());
+    train_tokens_ = data::byte_tokens(data::read_books(books));
+    eval_ = consecutive_batches(data::byte_tokens(data::read_text_file(valid)));
+  }
+
+  std::string label() const override { return "opt-books"; }
+  std::string description() const override {
+    return "byte-level OPT, " + std::to_string(model_.num_layers) + " layers, d = " + std::to_string(model_.d_model) +
+           ", seq " + std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
+           " steps; books -> WikiText-2 valid";
+  }
+  std::string metric_name() const override { return "ppl/byte"; }
+  double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
+  bool lower_is_better() const override { return true; }
+
+  TaskModel build(const std::string& variant) const override {
+    auto config = model_;
+    config.variant = nn::parse_attention_variant(variant);
+    models::OptForCausalLM model(config);
+    return {model.ptr(), [model](const at::Tensor& ids) mutable { return model->forward(ids); },
+            [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
+  }
+
+  Batch train_batch(at::Generator& gen) const override { return split(random_windows(gen)); }
+  const std::vector<Batch>& eval_batches() const override { return eval_; }
+
+  analysis::OutlierRows outlier_rows(const std::string& point) const override {
+    return analysis::opt_outlier_rows(point);
+  }
+  std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel& model) const override {
+    const auto params = model.module->named_parameters();
+    return {{"model.decoder.embed_tokens", params["model.decoder.embed_tokens.weight"]},
+            {"model.decoder.embed_positions", params["model.decoder.embed_positions.weight"]}};
+  }
+  std::function<std::string(const std::string&)> int8_input_point() const override {
+    return analysis::opt_linear_input_point;
+  }
+
+ private:
+  // Rows of seq + 1 tokens (seq model positions plus the last target): bytes, or a BOS token and seq bytes.
+  at::Tensor with_bos(const at::Tensor& rows) const {
+    return bos_ ? at::cat({at::full({rows.size(0), 1}, kBos, rows.options()), rows}, 1) : rows;
+  }
+  int64_t window() const { return seq_ + 1 - (bos_ ? 1 : 0); }
+  static Batch split(const at::Tensor& rows) { return {rows.slice(1, 0, -1), rows.slice(1, 1).reshape({-1})}; }
+
+  at::Tensor random_windows(at::Generator& gen) const {
+    const auto starts = at::randint(train_tokens_.size(0) - window(), {batch_}, gen);
+    std::vector<at::Tensor> rows;
+    for (int64_t i = 0; i < batch_; ++i) {
+      const int64_t s = starts[i].item<int64_t>();
+      rows.push_back(train_tokens_.slice(0, s, s + window()));
+    }
+    return with_bos(at::stack(rows));
+  }
+
+  std::vector<Batch> consecutive_batches(const at::Tensor& tokens) const {
+    const int64_t available = tokens.size(0) / window();
+    TORCH_CHECK(available >= batch_, "lm: the evaluation text holds ", available, " windows of ", window(),
+                " tokens, fewer than one batch of ", batch_);
+    std::vector<Batch> out;
+    for (int64_t b = 0; b < evaluation_.batches && (b + 1) * batch_ <= available; ++b)
+      out.push_back(split(with_bos(tokens.slice(0, b * batch_ * window(), (b + 1) * batch_ * window())
+                                       .view({batch_, window()}))));
+    return out;
+  }
+
+  models::OptConfig model_;
+  bool bos_ = true;
+  int64_t seq_ = 128, batch_ = 16;
+  at::Tensor train_tokens_;
+  std::vector<Batch> eval_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir) {
+  return std::make_unique<LmTask>(config, data_dir);
+}
+
+}  // namespace outeffhop::experiment

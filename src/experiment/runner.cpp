@@ -1,0 +1,356 @@
+// The experiment runner (see runner.h).
+#include "outeffhop/experiment/runner.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/nn/functional/loss.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "analysis/mean_std.h"
+#include "bench/timing.h"
+#include "outeffhop/analysis/int8_linear.h"
+#include "outeffhop/analysis/precision.h"
+#include "outeffhop/analysis/w8a8.h"
+#include "outeffhop/nn/attention_variant.h"
+#include "outeffhop/safetensors.h"
+#include "outeffhop/training_state.h"
+
+namespace outeffhop::experiment {
+namespace fs = std::filesystem;
+namespace {
+
+using nlohmann::json;
+
+// Mean loss and accuracy over the evaluation batches and, against reference log-probabilities, KL(ref || this) per
+// prediction and how often both put their top-1 on the same class.
+json evaluate(const Task& task, TaskModel& model, const std::vector<at::Tensor>* reference,
+              std::vector<at::Tensor>* log_probs_out = nullptr) {
+  torch::NoGradGuard no_grad;
+  model.module->eval();
+  double loss = 0, accuracy = 0, kl = 0, same_top1 = 0;
+  const auto& batches = task.eval_batches();
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const auto logits = model.logits(batches[i].input);
+    const auto log_p = at::log_softmax(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), -1);
+    const auto& target = batches[i].target;
+    loss += -log_p.gather(-1, target.unsqueeze(-1)).mean().item<double>();
+    accuracy += log_p.argmax(-1).eq(target).to(at::kDouble).mean().item<double>();
+    if (reference) {
+      const auto& ref = (*reference)[i];
+      kl += (ref.exp() * (ref - log_p)).sum(-1).mean().item<double>();
+      same_top1 += ref.argmax(-1).eq(log_p.argmax(-1)).to(at::kDouble).mean().item<double>();
+    }
+    if (log_probs_out) log_probs_out->push_back(log_p);
+  }
+  const double n = static_cast<double>(batches.size());
+  json e = {{"loss", loss / n}, {"accuracy", accuracy / n}, {"metric", task.metric(loss / n, accuracy / n)}};
+  if (reference) e["kl"] = kl / n, e["same_top1"] = same_top1 / n;
+  return e;
+}
+
+// Every activation point's value on one input, in the order reached.
+std::vector<std::pair<std::string, at::Tensor>> point_values(TaskModel& model, const nn::ActivationPointsPtr& points,
+                                                             const at::Tensor& input) {
+  std::vector<std::pair<std::string, at::Tensor>> values;
+  points->add_observer([&](const std::string& name, const at::Tensor& x) { values.emplace_back(name, x.clone()); });
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    model.logits(input);
+  }
+  points->clear_observers();
+  return values;
+}
+
+// ||x - x_ref|| / ||x_ref|| per point reached by both: where the reduced precision breaks.
+json point_errors(TaskModel& model, const nn::ActivationPointsPtr& points, const at::Tensor& input,
+                  const std::vector<std::pair<std::string, at::Tensor>>& reference) {
+  std::map<std::string, at::Tensor> ref(reference.begin(), reference.end());
+  json errors = json::array();
+  for (const auto& [name, x] : point_values(model, points, input)) {
+    const auto r = ref.find(name);
+    if (r == ref.end()) continue;  // points only the quantized (eager) attention reaches
+    const double norm = r->second.norm().item<double>();
+    errors.push_back({{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}});
+  }
+  return errors;
+}
+
+json outlier_json(const analysis::OutlierStats& stats) {
+  const auto s = stats.summary();
+  json modules = json::array(), layers = json::array();
+  for (const auto& m : stats.modules())
+    modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
+                       {"max_row_inf_norm", m.max_inf_norm}});
+  for (const auto& [layer, l] : stats.per_layer())
+    layers.push_back({{"layer", layer}, {"avg_kurtosis", l.avg_kurtosis}, {"max_inf_norm", l.max_inf_norm}});
+  return {{"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}, {"modules", modules},
+          {"layers", layers}};
+}
+
+// Outlier statistics of the model on the first evaluation batch.
+json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points) {
+  analysis::OutlierStats stats;
+  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
+    return task.outlier_rows(p);
+  }));
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    model.logits(task.eval_batches().front().input);
+  }
+  points->clear_observers();
+  model.module->train();
+  auto j = outlier_json(stats);
+  j.erase("modules");
+  return j;
+}
+
+// FP32 (with the outlier statistics), emulated FP16 and BF16, simulated W8A8, and real INT8 Linears.
+json evaluate_run(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points, at::Generator& gen,
+                  const RunOptions& options) {
+  json result;
+  const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
+  const auto fp32_points = point_values(model, points, probe);
+  analysis::OutlierStats stats;
+  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
+    return task.outlier_rows(p);
+  }));
+  std::vector<at::Tensor> reference;
+  result["fp32"] = evaluate(task, model, nullptr, &reference);
+  points->clear_observers();
+  result["outliers"] = outlier_json(stats);
+  for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
+    analysis::HalfPrecisionEmulation half(*model.module, points, type);
+    result[key] = evaluate(task, model, &reference);
+  }
+
+  // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
+  analysis::W8A8Options q;
+  q.ranges.method = analysis::RangeMethod::kPercentile;
+  q.ranges.percentile = 99.999;
+  analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
+  sim.start_calibration();
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i) model.logits(task.train_batch(gen).input);
+  }
+  sim.quantize();
+  result["w8a8"] = evaluate(task, model, &reference);
+  result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
+  const auto ranges = sim.ranges();
+  const auto input_point = task.int8_input_point();
+  const bool int8 = task.evaluation().int8 && input_point;
+  if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
+    const analysis::Int8Linears linears(*model.module, ranges, input_point);
+    linears.attach(*points);
+    result["int8"] = evaluate(task, model, &reference);
+    points->set_linear_override(nullptr);
+  }
+  sim.restore();
+  if (int8 && options.time_int8) {  // one forward pass: float32 vs INT8 Linears with nothing else quantized
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    const auto& batch = task.eval_batches().front().input;
+    result["fp32_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
+    const analysis::Int8Linears linears(*model.module, ranges, input_point);
+    linears.attach(*points);
+    result["int8_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
+    points->set_linear_override(nullptr);
+  }
+  return result;
+}
+
+// Keeps the tracking lines of steps <= step (a resumed run rewrites what came after its checkpoint).
+void truncate_tracking(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  std::string line, kept;
+  while (std::getline(in, line))
+    if (!line.empty() && json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+  in.close();
+  std::ofstream(path, std::ios::trunc) << kept;
+}
+
+json read_json(const std::string& path) {
+  std::ifstream in(path);
+  TORCH_CHECK(in, path, ": cannot read");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    TORCH_CHECK(false, path, ": not valid JSON (", e.what(), "); delete it to redo the run");
+  }
+}
+
+void write_json(const std::string& path, const json& j) {  // atomically: a result file is complete or absent
+  const auto tmp = path + ".tmp";
+  std::ofstream(tmp) << j.dump(1) << "\n";
+  fs::rename(tmp, path);
+}
+
+}  // namespace
+
+ExperimentConfig read_experiment(ConfigReader c) {
+  ExperimentConfig e;
+  e.name = c.required<std::string>("name");
+  e.description = c.get<std::string>("description", "");
+  e.variants = c.get<std::vector<std::string>>("variants", {"softmax", "softmax1"});
+  e.seeds = c.get<std::vector<int64_t>>("seeds", {0});
+  e.run.checkpoint_every = c.get("checkpoint_every", e.run.checkpoint_every);
+  e.run.log_every = c.get("log_every", e.run.log_every);
+  e.run.time_int8 = c.get("time_int8", e.run.time_int8);
+  if (e.variants.empty() || e.seeds.empty()) c.fail("", "needs at least one variant and one seed");
+  if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
+  for (const auto& v : e.variants) nn::parse_attention_variant(v);  // fail before any training
+  const auto tasks = c.required<json>("tasks");
+  if (!tasks.is_array() || tasks.empty()) c.fail("tasks", "must be a non-empty list");
+  e.tasks = tasks.get<std::vector<json>>();
+  c.finish();
+  e.resolved = {{"name", e.name},          {"description", e.description},
+                {"variants", e.variants},  {"seeds", e.seeds},
+                {"checkpoint_every", e.run.checkpoint_every}, {"log_every", e.run.log_every},
+                {"time_int8", e.run.time_int8}, {"tasks", e.tasks}};
+  return e;
+}
+
+std::string run_name(const std::string& variant, int64_t seed) {
+  std::string name;
+  for (const char ch : variant) name += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
+  return name + "-seed" + std::to_string(seed);
+}
+
+std::optional<json> run_one(const Task& task, const std::string& variant, int64_t seed, const std::string& run_dir,
+                            const RunOptions& options, const std::function<bool()>& stop_requested) {
+  const auto result_path = run_dir + "/result.json", state_path = run_dir + "/state.safetensors",
+             model_path = run_dir + "/model.safetensors", tracking_path = run_dir + "/tracking.jsonl";
+  const std::string tag = "[" + task.label() + " " + variant + " seed " + std::to_string(seed) + "]";
+  if (fs::exists(result_path)) {
+    std::fprintf(stderr, "%s done before: %s\n", tag.c_str(), result_path.c_str());
+    return read_json(result_path);
+  }
+  fs::create_directories(run_dir);
+  const json config = {{"task", task.resolved()}, {"variant", variant}, {"seed", seed}};
+  const std::map<std::string, std::string> metadata = {{"config", config.dump()}};
+
+  at::manual_seed(seed);
+  auto model = task.build(variant);
+  auto points = std::make_shared<nn::ActivationPoints>();
+  model.set_points(points);
+  auto data_gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 1000);
+  const std::map<std::string, at::Generator> generators = {{"data", data_gen},
+                                                           {"torch", at::detail::getDefaultCPUGenerator()}};
+  const auto& t = task.train_options();
+  auto optimizer = train::make_adamw(*model.module, t);
+  double train_seconds = 0;
+  if (fs::exists(model_path)) {  // trained before; only the evaluation is missing
+    load_module(model_path, *model.module);
+    std::fprintf(stderr, "%s trained before; evaluating %s\n", tag.c_str(), model_path.c_str());
+  } else {
+    int64_t first = 0;
+    if (fs::exists(state_path)) {
+      const auto state = train::load_training_state(state_path, *model.module, *optimizer, generators);
+      TORCH_CHECK(state.metadata.count("config") && state.metadata.at("config") == config.dump(), state_path,
+                  ": saved with a different config; delete ", run_dir, " to start this run again");
+      first = state.step;
+      truncate_tracking(tracking_path, first);
+      std::fprintf(stderr, "%s resuming at step %lld of %lld\n", tag.c_str(), static_cast<long long>(first),
+                   static_cast<long long>(t.steps));
+    }
+    std::ofstream tracking(tracking_path, std::ios::app);
+    const int64_t track_every = task.evaluation().track_every;
+    const auto start = std::chrono::steady_clock::now();
+    auto save_state = [&](int64_t step) {
+      train::save_training_state(state_path, *model.module, *optimizer, step, generators, metadata);
+    };
+    const int64_t done = train::train(
+        *model.module, *optimizer, t,
+        [&](int64_t) {
+          const auto batch = task.train_batch(data_gen);
+          const auto logits = model.logits(batch.input);
+          return torch::nn::functional::cross_entropy(
+              logits.reshape({-1, logits.size(-1)}), batch.target,
+              torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(task.label_smoothing()));
+        },
+        [&](const train::StepReport& r) {
+          const bool last = r.step == t.steps;
+          if (track_every > 0 && (r.step % track_every == 0 || last || r.step == 1)) {
+            auto line = track_outliers(task, model, points);
+            line.update({{"variant", variant}, {"seed", seed}, {"step", r.step}, {"loss", r.loss}, {"lr", r.lr}});
+            tracking << line.dump() << std::endl;  // flushed: the curve survives an interruption
+          }
+          if (r.step % options.checkpoint_every == 0 && !last) save_state(r.step);
+          if (r.step % options.log_every == 0 || last) {
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            const double rate = static_cast<double>(r.step - first) / elapsed;
+            std::fprintf(stderr, "%s step %lld/%lld  loss %.4f  lr %.2e  %.2f steps/s  eta %.0fs\n", tag.c_str(),
+                         static_cast<long long>(r.step), static_cast<long long>(t.steps), r.loss, r.lr, rate,
+                         static_cast<double>(t.steps - r.step) / rate);
+          }
+        },
+        first, stop_requested);
+    train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (done < t.steps) {
+      save_state(done);
+      std::fprintf(stderr, "%s stopped at step %lld; the state is in %s (run the same command to resume)\n",
+                   tag.c_str(), static_cast<long long>(done), state_path.c_str());
+      return std::nullopt;
+    }
+    save_state(done);
+    save_module(model_path, *model.module, metadata);
+    if (first > 0) train_seconds = -1;  // split over sessions: not a throughput figure
+  }
+  std::fprintf(stderr, "%s evaluating: FP32, FP16, BF16, W8A8%s\n", tag.c_str(),
+               task.int8_input_point() && task.evaluation().int8 ? ", INT8" : "");
+  auto eval_gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 2000);
+  auto result = evaluate_run(task, model, points, eval_gen, options);
+  result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
+  if (train_seconds > 0) result["train_seconds"] = train_seconds;
+  write_json(result_path, result);
+  return result;
+}
+
+std::string results_table(const Task& task, const std::vector<json>& results, const std::vector<std::string>& variants) {
+  const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
+  const auto m = task.metric_name();
+  std::ostringstream md;
+  md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
+     << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "")
+     << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "")
+     << "---|---|---|\n";
+  auto cell = [](const std::vector<double>& v, int digits) {
+    const auto s = analysis::mean_std(v);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.std);
+    return std::string(buf);
+  };
+  for (const auto& v : variants) {
+    std::map<std::string, std::vector<double>> col;
+    for (const auto& r : results) {
+      if (r["variant"] != v) continue;
+      for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[p].push_back(r[p]["metric"].get<double>());
+      col["kl"].push_back(1e3 * r["w8a8"]["kl"].get<double>());
+      col["top1"].push_back(100 * r["w8a8"]["same_top1"].get<double>());
+      if (r.contains("int8")) col["int8"].push_back(r["int8"]["metric"].get<double>());
+      if (r.contains("int8_forward_ms"))
+        col["speedup"].push_back(r["fp32_forward_ms"].get<double>() / r["int8_forward_ms"].get<double>());
+      col["kurt"].push_back(r["outliers"]["avg_kurtosis"].get<double>());
+      col["inf"].push_back(r["outliers"]["max_inf_norm"].get<double>());
+    }
+    if (col["fp32"].empty()) continue;
+    auto opt = [&](const char* k, int digits) { return col[k].empty() ? std::string("–") : cell(col[k], digits); };
+    md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | "
+       << cell(col["bf16"], 3) << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | "
+       << cell(col["top1"], 2) << " | ";
+    if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
+    md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
+  }
+  return md.str();
+}
+
+}  // namespace outeffhop::experiment

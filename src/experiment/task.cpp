@@ -1,0 +1,57 @@
+// Task configs shared by every task, and the task registry (see task.h).
+#include "outeffhop/experiment/task.h"
+
+#include <stdexcept>
+
+namespace outeffhop::experiment {
+
+std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir);
+std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
+
+void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& resolved) {
+  t.steps = c.get("steps", t.steps);
+  t.lr = c.get("lr", t.lr);
+  t.weight_decay = c.get("weight_decay", t.weight_decay);
+  t.beta1 = c.get("beta1", t.beta1);
+  t.beta2 = c.get("beta2", t.beta2);
+  t.eps = c.get("eps", t.eps);
+  t.warmup = c.get("warmup", t.warmup);
+  t.schedule = c.get("schedule", t.schedule);
+  t.clip = c.get("clip", t.clip);
+  c.finish();
+  if (t.steps < 1 || t.lr <= 0 || t.weight_decay < 0 || t.warmup < 0)
+    c.fail("", "needs steps >= 1, lr > 0, weight_decay >= 0, warmup >= 0");
+  if (t.schedule != "linear" && t.schedule != "cosine" && t.schedule != "constant")
+    c.fail("schedule", "must be linear, cosine or constant, got '" + t.schedule + "'");
+  resolved.update({{"steps", t.steps}, {"lr", t.lr}, {"weight_decay", t.weight_decay}, {"beta1", t.beta1},
+                   {"beta2", t.beta2}, {"eps", t.eps}, {"warmup", t.warmup}, {"schedule", t.schedule},
+                   {"clip", t.clip}});
+}
+
+void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::json& resolved) {
+  e.batches = c.get("batches", e.batches);
+  e.calibration_batches = c.get("calibration_batches", e.calibration_batches);
+  e.track_every = c.get("track_every", e.track_every);
+  e.int8 = c.get("int8", e.int8);
+  c.finish();
+  if (e.batches < 1 || e.calibration_batches < 1 || e.track_every < 0)
+    c.fail("", "needs batches >= 1, calibration_batches >= 1, track_every >= 0");
+  resolved = {{"batches", e.batches}, {"calibration_batches", e.calibration_batches},
+              {"track_every", e.track_every}, {"int8", e.int8}};
+}
+
+std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir) {
+  const auto kind = config.required<std::string>("task");
+  std::unique_ptr<Task> task;
+  if (kind == "lm") {
+    task = make_lm_task(config, data_dir);
+  } else if (kind == "vit") {
+    task = make_vit_task(config, data_dir);
+  } else {
+    config.fail("task", "must be lm or vit, got '" + kind + "'");
+  }
+  config.finish();
+  return task;
+}
+
+}  // namespace outeffhop::experiment

@@ -1,0 +1,120 @@
+// The "vit" task: a ViT classifier on an image dataset (Fashion-MNIST from Debian by default; MNIST or CIFAR-10 from
+// the data directory), pixels scaled to [0, 1] and standardised per channel with the training split's mean and std.
+// Trained on the train split (random batches), evaluated on the first test images.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cstdio>
+
+#include "outeffhop/data.h"
+#include "outeffhop/experiment/task.h"
+#include "outeffhop/models/vit.h"
+
+namespace outeffhop::experiment {
+namespace {
+
+class VitTask : public Task {
+ public:
+  VitTask(ConfigReader& config, const std::string& data_dir) {
+    auto data = config.child("data");
+    dataset_ = data.get<std::string>("dataset", "fashion-mnist");
+    data.finish();
+    auto m = config.child("model");
+    model_.patch_size = m.get("patch_size", model_.patch_size);
+    model_.d_model = m.get("d_model", model_.d_model);
+    model_.num_layers = m.get("layers", model_.num_layers);
+    model_.num_heads = m.get("heads", model_.num_heads);
+    model_.d_ff = m.get("d_ff", model_.d_ff);
+    model_.dropout = m.get("dropout", model_.dropout);
+    model_.attention_dropout = m.get("attention_dropout", model_.attention_dropout);
+    model_.init_std = m.get("init_std", model_.init_std);
+    m.finish();
+    auto t = config.child("train");
+    batch_ = t.get<int64_t>("batch", 64);
+    label_smoothing_ = t.get("label_smoothing", 0.1);  // the paper's ViT setup
+    if (batch_ < 1 || label_smoothing_ < 0 || label_smoothing_ >= 1)
+      t.fail("", "needs batch >= 1 and label_smoothing in [0, 1)");
+    nlohmann::json train_json, eval_json;
+    read_train_options(t, train_, train_json);
+    read_evaluation_options(config.child("eval"), evaluation_, eval_json);
+    train_json["batch"] = batch_, train_json["label_smoothing"] = label_smoothing_;
+
+    std::fprintf(stderr, "[vit] loading %s\n", dataset_.c_str());
+    auto train = data::load_images(dataset_, data::Split::kTrain, data_dir);
+    auto test = data::load_images(dataset_, data::Split::kTest, data_dir);
+    TORCH_CHECK(train.images.size(2) == train.images.size(3), "vit: ", dataset_, " images are not square");
+    model_.channels = train.images.size(1), model_.image_size = train.images.size(2);
+    model_.num_classes = train.labels.max().item<int64_t>() + 1;
+    if (model_.image_size % model_.patch_size != 0)
+      config.fail("model.patch_size", "must divide the image size " + std::to_string(model_.image_size));
+    const auto pixels = train.images.to(at::kFloat).div_(255);
+    mean_ = pixels.mean({0, 2, 3}, /*keepdim=*/true);
+    std_ = pixels.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true);
+    train_images_ = normalise(train.images), train_labels_ = train.labels;
+    const int64_t available = test.images.size(0) / batch_;
+    TORCH_CHECK(available >= 1, "vit: the ", dataset_, " test split has fewer than one batch of ", batch_, " images");
+    for (int64_t b = 0; b < std::min(evaluation_.batches, available); ++b)
+      eval_.push_back({normalise(test.images.slice(0, b * batch_, (b + 1) * batch_)),
+                       test.labels.slice(0, b * batch_, (b + 1) * batch_)});
+    resolved_ = {{"task", "vit"},
+                 {"data", {{"dataset", dataset_}}},
+                 {"model",
+                  {{"patch_size", model_.patch_size}, {"d_model", model_.d_model}, {"layers", model_.num_layers},
+                   {"heads", model_.num_heads}, {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
+                   {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
+                 {"train", train_json},
+                 {"eval", eval_json}};
+    std::fprintf(stderr, "[vit] %s: %lld training images of %lld x %lld x %lld, %zu evaluation batches of %lld\n",
+                 dataset_.c_str(), static_cast<long long>(train.images.size(0)),
+                 static_cast<long long>(model_.channels), static_cast<long long>(model_.image_size),
+                 static_cast<long long>(model_.image_size), eval_.size(), static_cast<long long>(batch_));
+  }
+
+  std::string label() const override { return "vit-" + dataset_; }
+  std::string description() const override {
+    return "ViT, " + std::to_string(model_.num_layers) + " layers, d = " + std::to_string(model_.d_model) +
+           ", patch " + std::to_string(model_.patch_size) + ", " + std::to_string(train_.steps) + " steps; " +
+           dataset_;
+  }
+  std::string metric_name() const override { return "top-1 %"; }
+  double metric(double, double accuracy) const override { return 100 * accuracy; }
+  bool lower_is_better() const override { return false; }
+
+  TaskModel build(const std::string& variant) const override {
+    auto config = model_;
+    config.variant = nn::parse_attention_variant(variant);
+    models::VitForImageClassification model(config);
+    return {model.ptr(), [model](const at::Tensor& images) mutable { return model->forward(images); },
+            [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
+  }
+
+  Batch train_batch(at::Generator& gen) const override {
+    const auto index = at::randint(train_images_.size(0), {batch_}, gen);
+    return {train_images_.index_select(0, index), train_labels_.index_select(0, index)};
+  }
+  const std::vector<Batch>& eval_batches() const override { return eval_; }
+  double label_smoothing() const override { return label_smoothing_; }
+
+  analysis::OutlierRows outlier_rows(const std::string& point) const override {
+    return analysis::vit_outlier_rows(point);
+  }
+  std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel&) const override { return {}; }
+
+ private:
+  at::Tensor normalise(const at::Tensor& images) const { return (images.to(at::kFloat).div(255) - mean_) / std_; }
+
+  models::VitConfig model_;
+  std::string dataset_;
+  int64_t batch_ = 64;
+  double label_smoothing_ = 0.1;
+  at::Tensor mean_, std_, train_images_, train_labels_;  // mean_, std_: 1 x C x 1 x 1
+  std::vector<Batch> eval_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir) {
+  return std::make_unique<VitTask>(config, data_dir);
+}
+
+}  // namespace outeffhop::experiment
