@@ -13,9 +13,9 @@ int main(int argc, char** argv) {
   outeffhop::cli::add_retrieve(app);
   outeffhop::cli::add_bench(app);
   outeffhop::cli::add_memory(app);
-  outeffhop::cli::add_lm(app);
+  outeffhop::cli::add_eval(app);
+  outeffhop::cli::add_logits(app);
   outeffhop::cli::add_experiment(app);
-  outeffhop::cli::add_lm_logits(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

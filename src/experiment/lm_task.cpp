@@ -48,7 +48,8 @@ class LmTask : public Task {
                    {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
                    {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
                  {"train", train_json},
-                 {"eval", eval_json}};
+                 {"eval", eval_json},
+                 {"derived", {{"vocab_size", model_.vocab_size}, {"max_positions", model_.max_positions}}}};
 
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     std::fprintf(stderr, "[lm] reading %s and %s\n", books.c_str(), valid.c_str());
@@ -66,13 +67,7 @@ class LmTask : public Task {
   double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
   bool lower_is_better() const override { return true; }
 
-  TaskModel build(const std::string& variant) const override {
-    auto config = model_;
-    config.variant = nn::parse_attention_variant(variant);
-    models::OptForCausalLM model(config);
-    return {model.ptr(), [model](const at::Tensor& ids) mutable { return model->forward(ids); },
-            [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
-  }
+  TaskModel build(const std::string& variant) const override { return build_model(resolved_, variant); }
 
   Batch train_batch(at::Generator& gen) const override { return split(random_windows(gen)); }
   const std::vector<Batch>& eval_batches() const override { return eval_; }
@@ -126,6 +121,18 @@ class LmTask : public Task {
 };
 
 }  // namespace
+
+TaskModel build_lm_model(const nlohmann::json& task, const std::string& variant) {
+  models::OptConfig c;
+  const auto& m = task.at("model");
+  c.d_model = m.at("d_model"), c.num_layers = m.at("layers"), c.num_heads = m.at("heads"), c.d_ff = m.at("d_ff");
+  c.dropout = m.at("dropout"), c.attention_dropout = m.at("attention_dropout"), c.init_std = m.at("init_std");
+  c.vocab_size = task.at("derived").at("vocab_size"), c.max_positions = task.at("derived").at("max_positions");
+  c.variant = nn::parse_attention_variant(variant);
+  models::OptForCausalLM model(c);
+  return {model.ptr(), [model](const at::Tensor& ids) mutable { return model->forward(ids); },
+          [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
+}
 
 std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir) {
   return std::make_unique<LmTask>(config, data_dir);

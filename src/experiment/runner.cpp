@@ -112,60 +112,8 @@ json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPoin
   return j;
 }
 
-// FP32 (with the outlier statistics), emulated FP16 and BF16, simulated W8A8, and real INT8 Linears.
-json evaluate_run(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points, at::Generator& gen,
-                  const RunOptions& options) {
-  json result;
-  const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
-  const auto fp32_points = point_values(model, points, probe);
-  analysis::OutlierStats stats;
-  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
-    return task.outlier_rows(p);
-  }));
-  std::vector<at::Tensor> reference;
-  result["fp32"] = evaluate(task, model, nullptr, &reference);
-  points->clear_observers();
-  result["outliers"] = outlier_json(stats);
-  for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
-    analysis::HalfPrecisionEmulation half(*model.module, points, type);
-    result[key] = evaluate(task, model, &reference);
-  }
-
-  // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
-  analysis::W8A8Options q;
-  q.ranges.method = analysis::RangeMethod::kPercentile;
-  q.ranges.percentile = 99.999;
-  analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
-  sim.start_calibration();
-  {
-    torch::NoGradGuard no_grad;
-    model.module->eval();
-    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i) model.logits(task.train_batch(gen).input);
-  }
-  sim.quantize();
-  result["w8a8"] = evaluate(task, model, &reference);
-  result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
-  const auto ranges = sim.ranges();
-  const auto input_point = task.int8_input_point();
-  const bool int8 = task.evaluation().int8 && input_point;
-  if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
-    const analysis::Int8Linears linears(*model.module, ranges, input_point);
-    linears.attach(*points);
-    result["int8"] = evaluate(task, model, &reference);
-    points->set_linear_override(nullptr);
-  }
-  sim.restore();
-  if (int8 && options.time_int8) {  // one forward pass: float32 vs INT8 Linears with nothing else quantized
-    torch::NoGradGuard no_grad;
-    model.module->eval();
-    const auto& batch = task.eval_batches().front().input;
-    result["fp32_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
-    const analysis::Int8Linears linears(*model.module, ranges, input_point);
-    linears.attach(*points);
-    result["int8_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
-    points->set_linear_override(nullptr);
-  }
-  return result;
+bool wants(const std::vector<std::string>& precisions, const std::string& p) {
+  return std::find(precisions.begin(), precisions.end(), p) != precisions.end();
 }
 
 // Keeps the tracking lines of steps <= step (a resumed run rewrites what came after its checkpoint).
@@ -207,10 +155,13 @@ ExperimentConfig read_experiment(ConfigReader c) {
   e.run.time_int8 = c.get("time_int8", e.run.time_int8);
   if (e.variants.empty() || e.seeds.empty()) c.fail("", "needs at least one variant and one seed");
   if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
-  for (const auto& v : e.variants) nn::parse_attention_variant(v);  // fail before any training
   const auto tasks = c.required<json>("tasks");
   if (!tasks.is_array() || tasks.empty()) c.fail("tasks", "must be a non-empty list");
   e.tasks = tasks.get<std::vector<json>>();
+  for (const auto& v : e.variants) nn::parse_attention_variant(v);  // fail before any training
+  for (const auto& t : e.tasks)
+    if (t.is_object() && t.contains("variants"))
+      for (const auto& v : t["variants"].get<std::vector<std::string>>()) nn::parse_attention_variant(v);
   c.finish();
   e.resolved = {{"name", e.name},          {"description", e.description},
                 {"variants", e.variants},  {"seeds", e.seeds},
@@ -229,7 +180,9 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                             const RunOptions& options, const std::function<bool()>& stop_requested) {
   const auto result_path = run_dir + "/result.json", state_path = run_dir + "/state.safetensors",
              model_path = run_dir + "/model.safetensors", tracking_path = run_dir + "/tracking.jsonl";
-  const std::string tag = "[" + task.label() + " " + variant + " seed " + std::to_string(seed) + "]";
+  // Appended piecewise: GCC 12 warns falsely (-Wstringop-overflow) on the one-expression concatenation.
+  std::string tag = "[";
+  tag.append(task.label()).append(" ").append(variant).append(" seed ").append(std::to_string(seed)).append("]");
   if (fs::exists(result_path)) {
     std::fprintf(stderr, "%s done before: %s\n", tag.c_str(), result_path.c_str());
     return read_json(result_path);
@@ -307,13 +260,83 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   }
   std::fprintf(stderr, "%s evaluating: FP32, FP16, BF16, W8A8%s\n", tag.c_str(),
                task.int8_input_point() && task.evaluation().int8 ? ", INT8" : "");
-  auto eval_gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed) + 2000);
-  auto result = evaluate_run(task, model, points, eval_gen, options);
+  EvaluateOptions evaluate_options;
+  evaluate_options.calibration_seed = static_cast<uint64_t>(seed) + 2000;
+  evaluate_options.time_int8 = options.time_int8;
+  auto result = evaluate_model(task, model, evaluate_options);
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
   if (train_seconds > 0) result["train_seconds"] = train_seconds;
   write_json(result_path, result);
   return result;
 }
+
+json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options) {
+  for (const auto& p : options.precisions)
+    TORCH_CHECK(p == "fp32" || p == "fp16" || p == "bf16" || p == "w8a8" || p == "int8", "evaluate: unknown precision '",
+                p, "' (fp32, fp16, bf16, w8a8, int8)");
+  auto points = std::make_shared<nn::ActivationPoints>();
+  model.set_points(points);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
+  json result;
+  const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
+  const auto fp32_points = point_values(model, points, probe);
+  analysis::OutlierStats stats;
+  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
+    return task.outlier_rows(p);
+  }));
+  std::vector<at::Tensor> reference;
+  result["fp32"] = evaluate(task, model, nullptr, &reference);
+  points->clear_observers();
+  result["outliers"] = outlier_json(stats);
+  for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
+    if (!wants(options.precisions, key)) continue;
+    analysis::HalfPrecisionEmulation half(*model.module, points, type);
+    result[key] = evaluate(task, model, &reference);
+  }
+
+  const auto input_point = task.int8_input_point();
+  const bool int8 = wants(options.precisions, "int8") && task.evaluation().int8 && input_point;
+  if (!wants(options.precisions, "w8a8") && !int8) return result;
+  // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
+  analysis::W8A8Options q;
+  q.ranges.method = analysis::RangeMethod::kPercentile;
+  q.ranges.percentile = 99.999;
+  q.keep_float = options.keep_float;
+  analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
+  sim.start_calibration();
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i) model.logits(task.train_batch(gen).input);
+  }
+  sim.quantize();
+  if (wants(options.precisions, "w8a8")) {
+    result["w8a8"] = evaluate(task, model, &reference);
+    result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
+  }
+  const auto ranges = sim.ranges();
+  if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
+    const analysis::Int8Linears linears(*model.module, ranges, input_point);
+    linears.attach(*points);
+    result["int8"] = evaluate(task, model, &reference);
+    points->set_linear_override(nullptr);
+  }
+  sim.restore();
+  if (int8 && options.time_int8) {  // one forward pass: float32 vs INT8 Linears with nothing else quantized
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    const auto& batch = task.eval_batches().front().input;
+    result["fp32_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
+    const analysis::Int8Linears linears(*model.module, ranges, input_point);
+    linears.attach(*points);
+    result["int8_forward_ms"] = 1e3 * bench::median_seconds([&] { model.logits(batch); }, 1.0);
+    points->set_linear_override(nullptr);
+  }
+  points->clear();
+  model.set_points(nullptr);
+  return result;
+}
+
 
 std::string results_table(const Task& task, const std::vector<json>& results, const std::vector<std::string>& variants) {
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });

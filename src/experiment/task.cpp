@@ -7,6 +7,15 @@ namespace outeffhop::experiment {
 
 std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
+TaskModel build_lm_model(const nlohmann::json& task_config, const std::string& variant);
+TaskModel build_vit_model(const nlohmann::json& task_config, const std::string& variant);
+
+TaskModel build_model(const nlohmann::json& task_config, const std::string& variant) {
+  const auto kind = task_config.value("task", std::string());
+  if (kind == "lm") return build_lm_model(task_config, variant);
+  if (kind == "vit") return build_vit_model(task_config, variant);
+  throw std::runtime_error("build_model: unknown task '" + kind + "' in the config " + task_config.dump());
+}
 
 void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& resolved) {
   t.steps = c.get("steps", t.steps);
@@ -42,6 +51,7 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
 
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir) {
   const auto kind = config.required<std::string>("task");
+  config.get<nlohmann::json>("derived", {});  // filled in from the data by the runner; ignored on input
   std::unique_ptr<Task> task;
   if (kind == "lm") {
     task = make_lm_task(config, data_dir);

@@ -63,7 +63,10 @@ class VitTask : public Task {
                    {"heads", model_.num_heads}, {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
                    {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
                  {"train", train_json},
-                 {"eval", eval_json}};
+                 {"eval", eval_json},
+                 {"derived",
+                  {{"image_size", model_.image_size}, {"channels", model_.channels},
+                   {"num_classes", model_.num_classes}}}};
     std::fprintf(stderr, "[vit] %s: %lld training images of %lld x %lld x %lld, %zu evaluation batches of %lld\n",
                  dataset_.c_str(), static_cast<long long>(train.images.size(0)),
                  static_cast<long long>(model_.channels), static_cast<long long>(model_.image_size),
@@ -80,13 +83,7 @@ class VitTask : public Task {
   double metric(double, double accuracy) const override { return 100 * accuracy; }
   bool lower_is_better() const override { return false; }
 
-  TaskModel build(const std::string& variant) const override {
-    auto config = model_;
-    config.variant = nn::parse_attention_variant(variant);
-    models::VitForImageClassification model(config);
-    return {model.ptr(), [model](const at::Tensor& images) mutable { return model->forward(images); },
-            [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
-  }
+  TaskModel build(const std::string& variant) const override { return build_model(resolved_, variant); }
 
   Batch train_batch(at::Generator& gen) const override {
     const auto index = at::randint(train_images_.size(0), {batch_}, gen);
@@ -112,6 +109,19 @@ class VitTask : public Task {
 };
 
 }  // namespace
+
+TaskModel build_vit_model(const nlohmann::json& task, const std::string& variant) {
+  models::VitConfig c;
+  const auto &m = task.at("model"), &d = task.at("derived");
+  c.patch_size = m.at("patch_size"), c.d_model = m.at("d_model"), c.num_layers = m.at("layers");
+  c.num_heads = m.at("heads"), c.d_ff = m.at("d_ff"), c.dropout = m.at("dropout");
+  c.attention_dropout = m.at("attention_dropout"), c.init_std = m.at("init_std");
+  c.image_size = d.at("image_size"), c.channels = d.at("channels"), c.num_classes = d.at("num_classes");
+  c.variant = nn::parse_attention_variant(variant);
+  models::VitForImageClassification model(c);
+  return {model.ptr(), [model](const at::Tensor& images) mutable { return model->forward(images); },
+          [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
+}
 
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir) {
   return std::make_unique<VitTask>(config, data_dir);

@@ -27,7 +27,7 @@ struct ExperimentConfig {
   std::vector<std::string> variants;
   std::vector<int64_t> seeds;
   RunOptions run;
-  std::vector<nlohmann::json> tasks;  // each read by make_task
+  std::vector<nlohmann::json> tasks;  // each read by make_task; a task's own "variants" replace the experiment's
   nlohmann::json resolved;            // the whole config with defaults filled in (tasks as given)
 };
 ExperimentConfig read_experiment(ConfigReader config);
@@ -38,6 +38,18 @@ ExperimentConfig read_experiment(ConfigReader config);
 std::optional<nlohmann::json> run_one(const Task& task, const std::string& variant, int64_t seed,
                                       const std::string& run_dir, const RunOptions& options,
                                       const std::function<bool()>& stop_requested = {});
+
+struct EvaluateOptions {
+  std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"};  // FP32 is always evaluated
+  uint64_t calibration_seed = 2000;  // draws the W8A8 calibration batches from the training data
+  bool time_int8 = true;             // time one forward pass in FP32 and with INT8 Linears
+  std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
+};
+// A trained model on the task's evaluation batches: FP32 with the outlier statistics (result["outliers"]: avg
+// kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
+// top-1 agreement against FP32: "fp16"/"bf16" (emulated), "w8a8" (simulated, with per-point relative errors),
+// "int8" (real INT8 Linears where the task has them; with forward timings).
+nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
 
 // The markdown table of a task's results (one row per variant, mean ± std over seeds).
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,

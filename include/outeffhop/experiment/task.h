@@ -76,6 +76,10 @@ class Task {
 // data_dir: where ../shared/data-style datasets live.
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir);
 
+// The model of a resolved task config (Task::resolved(), also saved in every checkpoint's "config" metadata) with an
+// attention variant, built without loading any data: for evaluating and inspecting saved models.
+TaskModel build_model(const nlohmann::json& task_config, const std::string& variant);
+
 // Shared by the tasks: the train / eval sections of a task config, into the task's options and resolved config.
 void read_train_options(ConfigReader config, train::TrainOptions& train, nlohmann::json& resolved);
 void read_evaluation_options(ConfigReader config, EvaluationOptions& evaluation, nlohmann::json& resolved);

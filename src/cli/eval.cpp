@@ -1,0 +1,70 @@
+// `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
+// statistics), on its task's evaluation data, with what each precision costs against FP32.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "saved_model.h"
+#include "outeffhop/experiment/runner.h"
+
+namespace outeffhop::cli {
+
+void add_eval(CLI::App& app) {
+  struct Args {
+    std::string checkpoint, data_dir = "../shared/data";
+    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float;
+    bool json = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("eval", "evaluate a model saved by `outeffhop experiment` in FP32, FP16, BF16, "
+                                         "W8A8 (simulated) and INT8 (real): task metric, KL and top-1 agreement "
+                                         "against FP32, avg kurtosis and max inf-norm");
+  cmd->add_option("--checkpoint", a->checkpoint, "RUNS_DIR/NAME/TASK/RUN/model.safetensors")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--precision", a->precisions, "fp32, fp16, bf16, w8a8, int8 (FP32 is always evaluated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--data-dir", a->data_dir, "the shared data directory")->capture_default_str();
+  cmd->add_option("--w8a8-keep-float", a->keep_float,
+                  "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
+      ->delimiter(',');
+  cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
+  cmd->callback([a] {
+    auto saved = load_saved_model(a->checkpoint);
+    const auto task = experiment::make_task(
+        experiment::ConfigReader(saved.config.at("task"), a->checkpoint + " (config metadata)"), a->data_dir);
+    experiment::EvaluateOptions options;
+    options.precisions = a->precisions;
+    options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
+    options.keep_float = [keep = a->keep_float](const std::string& name) {
+      return std::any_of(keep.begin(), keep.end(), [&](const std::string& suffix) {
+        return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+      });
+    };
+    auto result = experiment::evaluate_model(*task, saved.model, options);
+    if (a->json) {
+      std::cout << result.dump(1) << "\n";
+      return;
+    }
+    std::printf("%s (%s, %s)\n| precision | %s | KL vs FP32 (mnats) | same top-1 %% |\n|---|---|---|---|\n",
+                a->checkpoint.c_str(), task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
+                task->metric_name().c_str());
+    for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"}) {
+      if (!result.contains(p)) continue;
+      const auto& r = result[p];
+      std::printf("| %s | %.4f | %.3f | %.2f |\n", p, r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
+                  100 * r.value("same_top1", 1.0));
+    }
+    std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
+                result["outliers"]["max_inf_norm"].get<double>());
+    if (result.contains("int8_forward_ms"))
+      std::printf("forward pass: FP32 %.2f ms, INT8 Linears %.2f ms\n", result["fp32_forward_ms"].get<double>(),
+                  result["int8_forward_ms"].get<double>());
+  });
+}
+
+}  // namespace outeffhop::cli

@@ -1,0 +1,220 @@
+// The experiment runner's parts: YAML configs (types, --set overrides, unknown keys), the training state (save ->
+// load gives the same model, optimizer and generators; a truncated file is an error), and run_one on a toy task: a
+// run stopped and resumed gives exactly the loss curve and result of an uninterrupted run; a finished run is skipped.
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "outeffhop/experiment/config.h"
+#include "outeffhop/experiment/runner.h"
+#include "outeffhop/models/vit.h"
+#include "outeffhop/training_state.h"
+
+namespace outeffhop {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+fs::path fresh_dir(const std::string& name) {
+  const auto dir = fs::temp_directory_path() / ("outeffhop_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+TEST(Config, YamlScalarsOverridesAndUnknownKeys) {
+  auto c = experiment::parse_yaml("name: x\nseeds: [0, 1]\nlr: 1.0e-3\nflag: true\nquoted: '12'\n"
+                                  "tasks:\n  - {task: vit, train: {steps: 5}}\n  - {task: lm, train: {steps: 7}}\n",
+                                  "test");
+  EXPECT_EQ(c["seeds"], json::array({0, 1}));
+  EXPECT_DOUBLE_EQ(c["lr"].get<double>(), 1e-3);
+  EXPECT_EQ(c["flag"], true);
+  EXPECT_EQ(c["quoted"], "12");  // quoted scalars stay strings
+  experiment::apply_override(c, "tasks.*.train.steps=100");
+  experiment::apply_override(c, "tasks.1.model.d_model=32");
+  experiment::apply_override(c, "seeds=[3, 4, 5]");
+  EXPECT_EQ(c["tasks"][0]["train"]["steps"], 100);
+  EXPECT_EQ(c["tasks"][1]["train"]["steps"], 100);
+  EXPECT_EQ(c["tasks"][1]["model"]["d_model"], 32);
+  EXPECT_EQ(c["seeds"].size(), 3u);
+  EXPECT_THROW(experiment::apply_override(c, "tasks.5.train.steps=1"), std::runtime_error);  // past the end
+  EXPECT_THROW(experiment::apply_override(c, "name.sub=1"), std::runtime_error);             // through a scalar
+  EXPECT_THROW(experiment::apply_override(c, "no_equals_sign"), std::runtime_error);
+  EXPECT_THROW(experiment::parse_yaml("a: [1, 2", "test"), std::runtime_error);
+
+  experiment::ConfigReader reader(c, "test.yaml");
+  EXPECT_EQ(reader.required<std::string>("name"), "x");
+  EXPECT_EQ(reader.get<int64_t>("missing", 9), 9);
+  try {
+    reader.get<int64_t>("name", 0);  // a string where a number is wanted
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'name' has the wrong type"), std::string::npos) << e.what();
+  }
+  try {
+    reader.finish();  // seeds, lr, flag, quoted and tasks were never read
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("test.yaml: unknown key"), std::string::npos) << e.what();
+  }
+  auto tasks = reader.children("tasks");
+  ASSERT_EQ(tasks.size(), 2u);
+  auto train = tasks[1].child("train");
+  train.get<int64_t>("steps", 0);
+  EXPECT_NO_THROW(train.finish());
+  try {
+    tasks[1].finish();  // task, model not read
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'tasks.1.model'"), std::string::npos) << e.what();
+  }
+}
+
+models::VitConfig toy_vit() {
+  models::VitConfig c;
+  c.image_size = 8, c.patch_size = 4, c.channels = 1, c.num_classes = 3, c.d_model = 16, c.num_layers = 1;
+  c.num_heads = 2, c.d_ff = 32, c.dropout = 0.1;  // dropout: the torch generator matters for an exact resume
+  c.variant = nn::parse_attention_variant("softmax1");
+  return c;
+}
+
+TEST(TrainingState, RoundTripRestoresModelOptimizerAndGenerators) {
+  const auto dir = fresh_dir("state");
+  at::manual_seed(0);
+  models::VitForImageClassification a(toy_vit());
+  train::TrainOptions o;
+  o.steps = 3;
+  auto opt_a = train::make_adamw(*a, o);
+  const auto x = at::randn({4, 1, 8, 8});
+  const auto y = at::randint(3, {4}, at::kLong);
+  train::train(*a, *opt_a, o, [&](int64_t) { return at::cross_entropy_loss(a->forward(x), y); }, {});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  at::randint(100, {5}, gen);  // move it off its seed
+  const auto path = (dir / "state.safetensors").string();
+  train::save_training_state(path, *a, *opt_a, 3, {{"data", gen}}, {{"config", "abc"}});
+  const auto next_draw = at::randint(1000000, {4}, gen);
+
+  at::manual_seed(1);
+  models::VitForImageClassification b(toy_vit());
+  auto opt_b = train::make_adamw(*b, o);
+  auto gen_b = at::make_generator<at::CPUGeneratorImpl>(99);
+  const auto state = train::load_training_state(path, *b, *opt_b, {{"data", gen_b}});
+  EXPECT_EQ(state.step, 3);
+  EXPECT_EQ(state.metadata.at("config"), "abc");
+  const auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (const auto& p : pa) EXPECT_TRUE(at::equal(p.value(), pb[p.key()])) << p.key();
+  EXPECT_TRUE(at::equal(at::randint(1000000, {4}, gen_b), next_draw));
+  // The same next step from both: the optimizer moments and step counts came back too. (The learning rate is not
+  // state: the trainer sets it from the schedule at every step.)
+  a->eval(), b->eval();
+  for (auto* opt : {opt_a.get(), opt_b.get()}) {
+    opt->zero_grad();
+    for (auto& group : opt->param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(1e-3);
+  }
+  at::cross_entropy_loss(a->forward(x), y).backward();
+  at::cross_entropy_loss(b->forward(x), y).backward();
+  opt_a->step(), opt_b->step();
+  for (const auto& p : pa) EXPECT_TRUE(at::allclose(p.value(), pb[p.key()], 0, 0)) << p.key();
+
+  // Truncated file, another model's state: clear errors naming the file; the model is left as it was.
+  const auto before = b->named_parameters()["classifier.weight"].clone();
+  std::filesystem::resize_file(path, std::filesystem::file_size(path) - 10);
+  EXPECT_THROW(train::load_training_state(path, *b, *opt_b, {{"data", gen_b}}), c10::Error);
+  auto other_config = toy_vit();
+  other_config.d_model = 8;
+  models::VitForImageClassification other(other_config);
+  auto opt_other = train::make_adamw(*other, o);
+  train::save_training_state(path, *other, *opt_other, 0, {});
+  try {
+    train::load_training_state(path, *b, *opt_b, {});
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find(path), std::string::npos);
+  }
+  EXPECT_TRUE(at::equal(b->named_parameters()["classifier.weight"], before));
+  fs::remove_all(dir);
+}
+
+// A ViT on a fixed random 3-class image set: the runner's Task interface without any dataset on disk.
+class ToyTask : public experiment::Task {
+ public:
+  ToyTask() {
+    train_.steps = 8, train_.lr = 3e-3, train_.warmup = 2;
+    evaluation_.batches = 2, evaluation_.calibration_batches = 1, evaluation_.track_every = 1;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+    images_ = at::randn({64, 1, 8, 8}, gen), labels_ = at::randint(3, {64}, gen);
+    for (int64_t b = 0; b < 2; ++b)
+      eval_.push_back({images_.slice(0, 8 * b, 8 * b + 8), labels_.slice(0, 8 * b, 8 * b + 8)});
+    const auto c = toy_vit();
+    resolved_ = {{"task", "vit"},
+                 {"model",
+                  {{"patch_size", c.patch_size}, {"d_model", c.d_model}, {"layers", c.num_layers},
+                   {"heads", c.num_heads}, {"d_ff", c.d_ff}, {"dropout", c.dropout}, {"attention_dropout", 0.0},
+                   {"init_std", c.init_std}}},
+                 {"derived", {{"image_size", 8}, {"channels", 1}, {"num_classes", 3}}}};
+  }
+  std::string label() const override { return "toy"; }
+  std::string description() const override { return "toy"; }
+  std::string metric_name() const override { return "top-1 %"; }
+  double metric(double, double accuracy) const override { return 100 * accuracy; }
+  bool lower_is_better() const override { return false; }
+  experiment::TaskModel build(const std::string& variant) const override {
+    return experiment::build_model(resolved_, variant);
+  }
+  experiment::Batch train_batch(at::Generator& gen) const override {
+    const auto index = at::randint(64, {8}, gen);
+    return {images_.index_select(0, index), labels_.index_select(0, index)};
+  }
+  const std::vector<experiment::Batch>& eval_batches() const override { return eval_; }
+  analysis::OutlierRows outlier_rows(const std::string& p) const override { return analysis::vit_outlier_rows(p); }
+  std::map<std::string, at::Tensor> w8a8_lookups(const experiment::TaskModel&) const override { return {}; }
+
+ private:
+  at::Tensor images_, labels_;
+  std::vector<experiment::Batch> eval_;
+};
+
+std::vector<double> tracked_losses(const fs::path& run_dir) {
+  std::vector<double> losses;
+  std::ifstream in(run_dir / "tracking.jsonl");
+  for (std::string line; std::getline(in, line);) losses.push_back(json::parse(line)["loss"].get<double>());
+  return losses;
+}
+
+TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
+  const auto dir = fresh_dir("runner");
+  ToyTask task;
+  experiment::RunOptions options;
+  options.checkpoint_every = 3, options.log_every = 100, options.time_int8 = false;
+  const auto whole = experiment::run_one(task, "softmax1", 0, (dir / "whole").string(), options);
+  ASSERT_TRUE(whole.has_value());
+  const auto losses = tracked_losses(dir / "whole");
+  ASSERT_EQ(losses.size(), 8u);  // track_every 1: every step
+
+  int calls = 0;  // the stop request comes before step 6 (0-based 5): 5 steps done, the last checkpoint was at 3
+  const auto stopped =
+      experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options, [&] { return ++calls > 5; });
+  EXPECT_FALSE(stopped.has_value());
+  EXPECT_TRUE(fs::exists(dir / "split" / "state.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "split" / "result.json"));
+  const auto resumed = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_EQ(tracked_losses(dir / "split"), losses);  // bit for bit
+  for (const char* p : {"fp32", "fp16", "bf16", "w8a8"})
+    EXPECT_EQ((*resumed)[p]["loss"], (*whole)[p]["loss"]) << p;
+  EXPECT_EQ((*resumed)["outliers"]["avg_kurtosis"], (*whole)["outliers"]["avg_kurtosis"]);
+
+  // Run again: the result is read back, nothing trains (the state file is not touched).
+  const auto stamp = fs::last_write_time(dir / "split" / "state.safetensors");
+  const auto again = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
+  EXPECT_EQ(again->dump(), resumed->dump());
+  EXPECT_EQ(fs::last_write_time(dir / "split" / "state.safetensors"), stamp);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace outeffhop
