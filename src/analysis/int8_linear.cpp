@@ -74,17 +74,37 @@ void Int8Linears::attach(nn::ActivationPoints& points) const {
   });
 }
 
-std::string opt_linear_input_point(const std::string& linear) {
-  auto ends_with = [&](const std::string& suffix) {
-    return linear.size() >= suffix.size() && linear.compare(linear.size() - suffix.size(), suffix.size(), suffix) == 0;
-  };
-  const auto parent = [&](const std::string& suffix) { return linear.substr(0, linear.size() - suffix.size()); };
-  for (const char* p : {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"})
-    if (ends_with(p)) return parent(p) + "self_attn_layer_norm";
-  if (ends_with("self_attn.out_proj")) return parent("out_proj") + "context";
-  if (ends_with("fc1")) return parent("fc1") + "final_layer_norm";
-  if (ends_with("fc2")) return parent("fc2") + "activation_fn";
+namespace {
+
+// The input point of `linear` from a table of (Linear name suffix, its input point relative to the suffix's parent).
+std::string input_point_from(const std::string& linear,
+                             std::initializer_list<std::pair<const char*, const char*>> table) {
+  for (const auto& [suffix, input] : table) {
+    const std::string s = suffix;
+    if (linear.size() >= s.size() && linear.compare(linear.size() - s.size(), s.size(), s) == 0)
+      return linear.substr(0, linear.size() - s.size()) + input;
+  }
   return "";
+}
+
+}  // namespace
+
+std::string opt_linear_input_point(const std::string& linear) {
+  return input_point_from(linear, {{"self_attn.q_proj", "self_attn_layer_norm"},
+                                   {"self_attn.k_proj", "self_attn_layer_norm"},
+                                   {"self_attn.v_proj", "self_attn_layer_norm"},
+                                   {"self_attn.out_proj", "self_attn.context"},
+                                   {"fc1", "final_layer_norm"},
+                                   {"fc2", "activation_fn"}});
+}
+
+std::string vit_linear_input_point(const std::string& linear) {
+  return input_point_from(linear, {{"attention.attention.query", "layernorm_before"},
+                                   {"attention.attention.key", "layernorm_before"},
+                                   {"attention.attention.value", "layernorm_before"},
+                                   {"attention.output.dense", "attention.attention.context"},
+                                   {"intermediate.dense", "layernorm_after"},
+                                   {"output.dense", "intermediate.intermediate_act_fn"}});
 }
 
 std::vector<std::string> quantized_engines() {

@@ -9,6 +9,7 @@ void add_bench(CLI::App& app);
 void add_memory(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_logits(CLI::App& app);
+void add_tokenize(CLI::App& app);
 void add_experiment(CLI::App& app);
 void add_mil(CLI::App* memory_cmd);  // under `memory`
 }  // namespace outeffhop::cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   outeffhop::cli::add_memory(app);
   outeffhop::cli::add_eval(app);
   outeffhop::cli::add_logits(app);
+  outeffhop::cli::add_tokenize(app);
   outeffhop::cli::add_experiment(app);
   try {
     app.parse(argc, argv);

@@ -37,8 +37,10 @@ json evaluate(const Task& task, TaskModel& model, const std::vector<at::Tensor>*
   const auto& batches = task.eval_batches();
   for (size_t i = 0; i < batches.size(); ++i) {
     const auto logits = model.logits(batches[i].input);
-    const auto log_p = at::log_softmax(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), -1);
-    const auto& target = batches[i].target;
+    auto log_p = at::log_softmax(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), -1);
+    auto target = batches[i].target;
+    if (batches[i].scored.defined())
+      log_p = log_p.index_select(0, batches[i].scored), target = target.index_select(0, batches[i].scored);
     loss += -log_p.gather(-1, target.unsqueeze(-1)).mean().item<double>();
     accuracy += log_p.argmax(-1).eq(target).to(at::kDouble).mean().item<double>();
     if (reference) {

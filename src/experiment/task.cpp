@@ -7,12 +7,13 @@ namespace outeffhop::experiment {
 
 std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
+std::unique_ptr<Task> make_marker_copy_task(ConfigReader& config);
 TaskModel build_lm_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_vit_model(const nlohmann::json& task_config, const std::string& variant);
 
 TaskModel build_model(const nlohmann::json& task_config, const std::string& variant) {
   const auto kind = task_config.value("task", std::string());
-  if (kind == "lm") return build_lm_model(task_config, variant);
+  if (kind == "lm" || kind == "marker-copy") return build_lm_model(task_config, variant);  // both are OPTs
   if (kind == "vit") return build_vit_model(task_config, variant);
   throw std::runtime_error("build_model: unknown task '" + kind + "' in the config " + task_config.dump());
 }
@@ -57,8 +58,10 @@ std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir
     task = make_lm_task(config, data_dir);
   } else if (kind == "vit") {
     task = make_vit_task(config, data_dir);
+  } else if (kind == "marker-copy") {
+    task = make_marker_copy_task(config);
   } else {
-    config.fail("task", "must be lm or vit, got '" + kind + "'");
+    config.fail("task", "must be lm, vit or marker-copy, got '" + kind + "'");
   }
   config.finish();
   return task;

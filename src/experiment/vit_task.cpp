@@ -6,6 +6,7 @@
 
 #include <cstdio>
 
+#include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/data.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/vit.h"
@@ -96,6 +97,9 @@ class VitTask : public Task {
     return analysis::vit_outlier_rows(point);
   }
   std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel&) const override { return {}; }
+  std::function<std::string(const std::string&)> int8_input_point() const override {
+    return analysis::vit_linear_input_point;
+  }
 
  private:
   at::Tensor normalise(const at::Tensor& images) const { return (images.to(at::kFloat).div(255) - mean_) / std_; }

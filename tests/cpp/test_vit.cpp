@@ -7,6 +7,7 @@
 #include <cmath>
 #include <set>
 
+#include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/models/opt.h"
 #include "outeffhop/models/vit.h"
@@ -62,6 +63,15 @@ TEST(Vit, EveryVariantRunsAndPointsNeverChangeOutputs) {
                           "vit.encoder.layer.1.intermediate.intermediate_act_fn", "vit.encoder.layer.1",
                           "vit.layernorm"})
       EXPECT_TRUE(seen.contains(p)) << variant << " " << p;
+    // Real INT8 needs every encoder Linear's input point to be one the model passes.
+    for (const auto& item : m->named_modules()) {
+      if (!item.value()->as<torch::nn::Linear>() || item.key().find(".alpha.") != std::string::npos ||
+          item.key() == "classifier")
+        continue;
+      const auto input = analysis::vit_linear_input_point(item.key());
+      EXPECT_TRUE(seen.contains(input)) << item.key() << " -> '" << input << "'";
+      EXPECT_TRUE(seen.contains(item.key())) << item.key();
+    }
     EXPECT_EQ(analysis::vit_outlier_rows("vit.encoder.layer.1"), analysis::OutlierRows::kPerSample);
     EXPECT_EQ(analysis::vit_outlier_rows("vit.encoder.layer.1.attention_residual"), analysis::OutlierRows::kSkip);
   }

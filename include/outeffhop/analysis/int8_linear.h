@@ -54,6 +54,9 @@ class Int8Linears {
 // OPT: q/k/v_proj read self_attn_layer_norm, out_proj reads self_attn.context, fc1 reads final_layer_norm, fc2 reads
 // activation_fn (all within the same layer).
 std::string opt_linear_input_point(const std::string& linear);
+// ViT: query/key/value read layernorm_before, attention.output.dense reads attention.attention.context,
+// intermediate.dense reads layernorm_after, output.dense reads intermediate.intermediate_act_fn.
+std::string vit_linear_input_point(const std::string& linear);
 
 // The quantized engines this LibTorch offers ("fbgemm", "x86", "onednn", "qnnpack") and the current one.
 std::vector<std::string> quantized_engines();

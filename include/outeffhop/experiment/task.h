@@ -1,6 +1,7 @@
 // What the experiment runner needs from a task (a model family on a dataset): build a model of an attention variant,
 // draw training batches, hold fixed evaluation batches, and say how the paper measured and quantized that model.
-// Tasks: "lm" (byte-level OPT on the books, WikiText-2 valid) and "vit" (ViT on Fashion-MNIST, MNIST or CIFAR-10).
+// Tasks: "lm" (byte-level OPT on the books, WikiText-2 valid), "vit" (ViT on Fashion-MNIST, MNIST or CIFAR-10) and
+// "marker-copy" (synthetic: an OPT that must recall one token at marked positions and has nothing to do elsewhere).
 #pragma once
 #include <ATen/core/Generator.h>
 #include <ATen/core/Tensor.h>
@@ -23,6 +24,7 @@ namespace outeffhop::experiment {
 struct Batch {
   at::Tensor input;   // what the model's forward takes
   at::Tensor target;  // int64 class ids, one per row of the flattened logits
+  at::Tensor scored = {};  // evaluation only: int64 indices of the rows that count (undefined: every row)
 };
 
 // A built model: the module (parameters under Hugging Face's names), its forward to logits (... x classes) and its
