@@ -69,6 +69,9 @@ std::string strip_gutenberg(const std::string& text);
 std::string read_text_file(const std::string& path);  // the file's bytes; throws when unreadable
 // Every *.txt file in `dir` (sorted by name), each stripped of its Gutenberg header and footer, joined by blank lines.
 std::string read_books(const std::string& dir);
+// Sentences of a text: a sentence ends at '.', '!' or '?' (with any closing quotes or brackets) followed by whitespace,
+// or at a blank line; whitespace inside is collapsed to single spaces. (A simple rule: "Mr. Smith" splits.)
+std::vector<std::string> split_sentences(const std::string& text);
 // Byte-level tokens: int64 ids 0..255, one per byte.
 at::Tensor byte_tokens(const std::string& text);
 

@@ -5,6 +5,8 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/quantized/PackedParams.h>
 
+#include <regex>
+
 #include "outeffhop/outliers.h"
 
 namespace outeffhop::analysis {
@@ -104,6 +106,19 @@ std::string vit_linear_input_point(const std::string& linear) {
                                    {"attention.attention.value", "layernorm_before"},
                                    {"attention.output.dense", "attention.attention.context"},
                                    {"intermediate.dense", "layernorm_after"},
+                                   {"output.dense", "intermediate.intermediate_act_fn"}});
+}
+
+std::string bert_linear_input_point(const std::string& linear) {
+  static const std::regex qkv(R"((.*)\.encoder\.layer\.(\d+)\.attention\.self\.(query|key|value))");
+  std::smatch m;
+  if (std::regex_match(linear, m, qkv)) {
+    const int layer = std::stoi(m[2]);
+    return layer == 0 ? m[1].str() + ".embeddings.LayerNorm"
+                      : m[1].str() + ".encoder.layer." + std::to_string(layer - 1) + ".output.LayerNorm";
+  }
+  return input_point_from(linear, {{"attention.output.dense", "attention.self.context"},
+                                   {"intermediate.dense", "attention.output.LayerNorm"},
                                    {"output.dense", "intermediate.intermediate_act_fn"}});
 }
 

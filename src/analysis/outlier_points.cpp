@@ -24,6 +24,11 @@ OutlierRows vit_outlier_rows(const std::string& point) {
   return OutlierRows::kPerSample;
 }
 
+OutlierRows bert_outlier_rows(const std::string& point) {
+  static const std::regex hooked(R"(bert\.encoder\.layer\.\d+\.output\.(dense|LayerNorm))");
+  return std::regex_match(point, hooked) ? OutlierRows::kPerSample : OutlierRows::kSkip;
+}
+
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of) {
   return [&stats, rows_of = std::move(rows_of)](const std::string& name, const at::Tensor& x) {

@@ -58,4 +58,36 @@ at::Tensor byte_tokens(const std::string& text) {
   return bytes.to(at::kLong);
 }
 
+std::vector<std::string> split_sentences(const std::string& text) {
+  std::vector<std::string> sentences;
+  std::string current;
+  auto flush = [&] {
+    while (!current.empty() && current.back() == ' ') current.pop_back();
+    if (!current.empty()) sentences.push_back(current);
+    current.clear();
+  };
+  auto space = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (space(c)) {
+      // A blank line ends a paragraph, and so a sentence.
+      if (c == '\n' && i + 1 < text.size() && (text[i + 1] == '\n' || (text[i + 1] == '\r' && i + 2 < text.size() &&
+                                                                      text[i + 2] == '\n')))
+        flush();
+      if (!current.empty() && current.back() != ' ') current += ' ';
+      continue;
+    }
+    current += c;
+    if (c == '.' || c == '!' || c == '?') {
+      // Closing quotes and brackets belong to the sentence; it ends when whitespace follows.
+      size_t j = i + 1;
+      while (j < text.size() && (text[j] == '"' || text[j] == '\'' || text[j] == ')' || text[j] == ']')) current += text[j++];
+      i = j - 1;
+      if (j >= text.size() || space(text[j])) flush();
+    }
+  }
+  flush();
+  return sentences;
+}
+
 }  // namespace outeffhop::data

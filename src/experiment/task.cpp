@@ -8,6 +8,8 @@ namespace outeffhop::experiment {
 std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_marker_copy_task(ConfigReader& config);
+std::unique_ptr<Task> make_bert_task(ConfigReader& config, const std::string& data_dir);
+TaskModel build_bert_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_lm_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_vit_model(const nlohmann::json& task_config, const std::string& variant);
 
@@ -15,6 +17,7 @@ TaskModel build_model(const nlohmann::json& task_config, const std::string& vari
   const auto kind = task_config.value("task", std::string());
   if (kind == "lm" || kind == "marker-copy") return build_lm_model(task_config, variant);  // both are OPTs
   if (kind == "vit") return build_vit_model(task_config, variant);
+  if (kind == "bert") return build_bert_model(task_config, variant);
   throw std::runtime_error("build_model: unknown task '" + kind + "' in the config " + task_config.dump());
 }
 
@@ -58,10 +61,12 @@ std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir
     task = make_lm_task(config, data_dir);
   } else if (kind == "vit") {
     task = make_vit_task(config, data_dir);
+  } else if (kind == "bert") {
+    task = make_bert_task(config, data_dir);
   } else if (kind == "marker-copy") {
     task = make_marker_copy_task(config);
   } else {
-    config.fail("task", "must be lm, vit or marker-copy, got '" + kind + "'");
+    config.fail("task", "must be lm, bert, vit or marker-copy, got '" + kind + "'");
   }
   config.finish();
   return task;

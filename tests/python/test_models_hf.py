@@ -1,4 +1,4 @@
-"""Our OPT and ViT against Hugging Face's: the same random weights (written by transformers, loaded by `outeffhop
+"""Our OPT, BERT and ViT against Hugging Face's: the same random weights (written by transformers, loaded by `outeffhop
 logits` from a safetensors file with HF's own parameter names and our run config as metadata) must give the same
 logits."""
 import json
@@ -91,5 +91,30 @@ def test_vit_logits_match_hugging_face(tmp_path, layers, heads, d, ffn, channels
     with torch.no_grad():
         want = hf(pixel_values=images).logits.double()
     got = our_logits(path, "--images", str(tmp_path / "images.safetensors"))
+    assert got.shape == want.shape
+    assert (got - want).abs().max() < 1e-4 * max(1.0, want.abs().max().item())
+
+
+@pytest.mark.parametrize("layers,heads,d,ffn", [(2, 4, 32, 64), (1, 2, 16, 48)])
+def test_bert_logits_match_hugging_face(tmp_path, layers, heads, d, ffn):
+    if not os.path.exists(CLI):
+        pytest.fail(f"outeffhop CLI not built: {CLI} (set OUTEFFHOP_CLI)")
+    config = transformers.BertConfig(vocab_size=60, hidden_size=d, num_hidden_layers=layers, num_attention_heads=heads,
+                                     intermediate_size=ffn, max_position_embeddings=20, type_vocab_size=2,
+                                     hidden_act="gelu", hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                                     layer_norm_eps=1e-12)
+    torch.manual_seed(0)
+    hf = transformers.BertForMaskedLM(config).eval()
+    path = tmp_path / "bert.safetensors"
+    model = {"d_model": d, "layers": layers, "heads": heads, "d_ff": ffn, "dropout": 0.0, "attention_dropout": 0.0,
+             "init_std": 0.02}
+    # The decoder weight is tied to the word embeddings and its bias to cls.predictions.bias.
+    save_perturbed(hf, path, {"task": "bert", "model": model, "derived": {"vocab_size": 60, "max_positions": 20}},
+                   skip=("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"))
+    ids = [2, 17, 5, 49, 0, 33, 8, 8, 21, 1, 40, 12]
+    types = [0] * 5 + [1] * 7
+    with torch.no_grad():
+        want = hf(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0].double()
+    got = our_logits(path, "--ids", ",".join(map(str, ids)), "--types", ",".join(map(str, types)))
     assert got.shape == want.shape
     assert (got - want).abs().max() < 1e-4 * max(1.0, want.abs().max().item())

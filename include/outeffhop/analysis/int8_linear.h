@@ -57,6 +57,10 @@ std::string opt_linear_input_point(const std::string& linear);
 // ViT: query/key/value read layernorm_before, attention.output.dense reads attention.attention.context,
 // intermediate.dense reads layernorm_after, output.dense reads intermediate.intermediate_act_fn.
 std::string vit_linear_input_point(const std::string& linear);
+// BERT: query/key/value read the layer's input (the previous layer's output.LayerNorm, or bert.embeddings.LayerNorm),
+// attention.output.dense reads attention.self.context, intermediate.dense reads attention.output.LayerNorm,
+// output.dense reads intermediate.intermediate_act_fn.
+std::string bert_linear_input_point(const std::string& linear);
 
 // The quantized engines this LibTorch offers ("fbgemm", "x86", "onednn", "qnnpack") and the current one.
 std::vector<std::string> quantized_engines();

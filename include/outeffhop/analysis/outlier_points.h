@@ -21,6 +21,8 @@ OutlierRows opt_outlier_rows(const std::string& point);
 // ViT: every module output, per sample (the embeddings, every LayerNorm, Linear, GELU and layer output, and the final
 // LayerNorm); not the attention scores and probabilities or the first residual sum, which no module outputs.
 OutlierRows vit_outlier_rows(const std::string& point);
+// BERT: every layer's FFN output (output.dense) and output LayerNorm, per sample.
+OutlierRows bert_outlier_rows(const std::string& point);
 
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of);
