@@ -46,20 +46,13 @@ void run(const ExperimentArgs& a) {
   for (const auto& o : a.overrides) experiment::apply_override(raw, o);
   auto config = experiment::read_experiment(experiment::ConfigReader(raw, path));
   std::vector<std::unique_ptr<experiment::Task>> tasks;
-  std::vector<std::vector<std::string>> variants;  // per task: its own list, or the experiment's
   json resolved = config.resolved;
   resolved["tasks"] = json::array();
   for (size_t i = 0; i < config.tasks.size(); ++i) {
-    auto task_config = config.tasks[i];
-    variants.push_back(config.variants);
-    if (task_config.is_object() && task_config.contains("variants")) {
-      variants.back() = task_config["variants"].get<std::vector<std::string>>();
-      task_config.erase("variants");
-    }
-    tasks.push_back(experiment::make_task(experiment::ConfigReader(task_config, path, "tasks." + std::to_string(i)),
-                                          a.data_dir));
+    tasks.push_back(experiment::make_task(
+        experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)), a.data_dir));
     resolved["tasks"].push_back(tasks.back()->resolved());
-    resolved["tasks"].back()["variants"] = variants.back();
+    resolved["tasks"].back()["variants"] = config.tasks[i].variants;
   }
   if (a.dump_config) {
     std::cout << resolved.dump(2) << "\n";
@@ -70,7 +63,7 @@ void run(const ExperimentArgs& a) {
   std::ofstream(dir + "/config.json") << resolved.dump(2) << "\n";
   std::signal(SIGINT, on_interrupt);
   size_t total = 0;
-  for (const auto& v : variants) total += v.size() * config.seeds.size();
+  for (const auto& t : config.tasks) total += t.variants.size() * config.seeds.size();
   std::fprintf(stderr, "experiment %s: %zu runs in %s (Ctrl-C saves the state and stops; run again to resume)\n",
                config.name.c_str(), total, dir.c_str());
 
@@ -79,7 +72,7 @@ void run(const ExperimentArgs& a) {
     const auto& task = tasks[i];
     std::vector<json> results;
     const auto task_dir = dir + "/" + task->label();
-    for (const auto& variant : variants[i])
+    for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
         const auto result = experiment::run_one(*task, variant, seed, task_dir + "/" + experiment::run_name(variant, seed),
                                                 config.run, [] { return stop_requested.load(); });
@@ -89,12 +82,12 @@ void run(const ExperimentArgs& a) {
         }
         results.push_back(*result);
       }
-    const auto table = experiment::results_table(*task, results, variants[i]);
+    const auto table = experiment::results_table(*task, results, config.tasks[i].variants);
     tables += "\n## " + task->label() + ": " + task->description() + "\n\n" + table;
     std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";
     // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
     std::ofstream tracking(task_dir + "/tracking.jsonl");
-    for (const auto& variant : variants[i])
+    for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds)
         tracking << std::ifstream(task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl").rdbuf();
     tracking.close();

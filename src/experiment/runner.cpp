@@ -122,8 +122,10 @@ bool wants(const std::vector<std::string>& precisions, const std::string& p) {
 void truncate_tracking(const std::string& path, int64_t step) {
   std::ifstream in(path);
   std::string line, kept;
-  while (std::getline(in, line))
-    if (!line.empty() && json::parse(line).value("step", int64_t{0}) <= step) kept += line + "\n";
+  while (std::getline(in, line)) {
+    const auto entry = json::parse(line, nullptr, /*allow_exceptions=*/false);  // a line cut by a crash is dropped
+    if (entry.is_object() && entry.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
   in.close();
   std::ofstream(path, std::ios::trunc) << kept;
 }
@@ -159,16 +161,25 @@ ExperimentConfig read_experiment(ConfigReader c) {
   if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
   const auto tasks = c.required<json>("tasks");
   if (!tasks.is_array() || tasks.empty()) c.fail("tasks", "must be a non-empty list");
-  e.tasks = tasks.get<std::vector<json>>();
-  for (const auto& v : e.variants) nn::parse_attention_variant(v);  // fail before any training
-  for (const auto& t : e.tasks)
-    if (t.is_object() && t.contains("variants"))
-      for (const auto& v : t["variants"].get<std::vector<std::string>>()) nn::parse_attention_variant(v);
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    TaskEntry entry{tasks[i], e.variants};
+    if (tasks[i].is_object() && tasks[i].contains("variants")) {
+      const auto& list = tasks[i]["variants"];
+      if (!list.is_array() || list.empty() || !std::all_of(list.begin(), list.end(), [](const json& v) {
+            return v.is_string();
+          }))
+        c.fail("tasks." + std::to_string(i) + ".variants", "must be a non-empty list of variant names");
+      entry.variants = list.get<std::vector<std::string>>();
+      entry.config.erase("variants");
+    }
+    for (const auto& v : entry.variants) nn::parse_attention_variant(v);  // fail before any training
+    e.tasks.push_back(std::move(entry));
+  }
   c.finish();
   e.resolved = {{"name", e.name},          {"description", e.description},
                 {"variants", e.variants},  {"seeds", e.seeds},
                 {"checkpoint_every", e.run.checkpoint_every}, {"log_every", e.run.log_every},
-                {"time_int8", e.run.time_int8}, {"tasks", e.tasks}};
+                {"time_int8", e.run.time_int8}, {"tasks", tasks}};
   return e;
 }
 

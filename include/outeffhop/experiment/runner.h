@@ -22,13 +22,18 @@ struct RunOptions {
   bool time_int8 = true;           // time one forward pass in FP32 and with INT8 Linears
 };
 
+struct TaskEntry {
+  nlohmann::json config;              // read by make_task
+  std::vector<std::string> variants;  // the task's own "variants", or the experiment's
+};
+
 struct ExperimentConfig {
   std::string name, description;
   std::vector<std::string> variants;
   std::vector<int64_t> seeds;
   RunOptions run;
-  std::vector<nlohmann::json> tasks;  // each read by make_task; a task's own "variants" replace the experiment's
-  nlohmann::json resolved;            // the whole config with defaults filled in (tasks as given)
+  std::vector<TaskEntry> tasks;
+  nlohmann::json resolved;  // the whole config with defaults filled in (tasks as given)
 };
 ExperimentConfig read_experiment(ConfigReader config);
 
