@@ -157,6 +157,7 @@ ExperimentConfig read_experiment(ConfigReader c) {
   e.run.checkpoint_every = c.get("checkpoint_every", e.run.checkpoint_every);
   e.run.log_every = c.get("log_every", e.run.log_every);
   e.run.time_int8 = c.get("time_int8", e.run.time_int8);
+  e.run.eager_attention = c.get("eager_attention", e.run.eager_attention);
   if (e.variants.empty() || e.seeds.empty()) c.fail("", "needs at least one variant and one seed");
   if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
   const auto tasks = c.required<json>("tasks");
@@ -179,7 +180,7 @@ ExperimentConfig read_experiment(ConfigReader c) {
   e.resolved = {{"name", e.name},          {"description", e.description},
                 {"variants", e.variants},  {"seeds", e.seeds},
                 {"checkpoint_every", e.run.checkpoint_every}, {"log_every", e.run.log_every},
-                {"time_int8", e.run.time_int8}, {"tasks", tasks}};
+                {"time_int8", e.run.time_int8}, {"eager_attention", e.run.eager_attention}, {"tasks", tasks}};
   return e;
 }
 
@@ -229,6 +230,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                    static_cast<long long>(t.steps));
     }
     std::ofstream tracking(tracking_path, std::ios::app);
+    // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
+    if (options.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
     const int64_t track_every = task.evaluation().track_every;
     const auto start = std::chrono::steady_clock::now();
     auto save_state = [&](int64_t step) {

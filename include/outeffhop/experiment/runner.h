@@ -20,6 +20,7 @@ struct RunOptions {
   int64_t checkpoint_every = 200;  // training state saved every K steps (and on a stop request)
   int64_t log_every = 25;          // progress line every K steps
   bool time_int8 = true;           // time one forward pass in FP32 and with INT8 Linears
+  bool eager_attention = false;    // train through the materialised softmax_n composite, not the fused kernel (timing)
 };
 
 struct TaskEntry {
