@@ -69,6 +69,12 @@ Int8Linears::Int8Linears(torch::nn::Module& model,
   TORCH_CHECK(!layers_.empty(), "Int8Linears: no Linear layer has calibrated input and output ranges");
 }
 
+int64_t Int8Linears::weight_elements() const {
+  int64_t n = 0;
+  for (const auto& [name, layer] : layers_) n += layer->packed_weight_bytes();
+  return n;
+}
+
 void Int8Linears::attach(nn::ActivationPoints& points) const {
   points.set_linear_override([layers = layers_](const std::string& name, const at::Tensor& x) {
     const auto it = layers.find(name);

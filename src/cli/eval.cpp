@@ -61,6 +61,9 @@ void add_eval(CLI::App& app) {
     }
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
                 result["outliers"]["max_inf_norm"].get<double>());
+    if (result.contains("int8_parameter_bytes"))
+      std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
+                  result["fp32_parameter_bytes"].get<double>() / 1e6, result["int8_parameter_bytes"].get<double>() / 1e6);
     if (result.contains("int8_forward_ms"))
       std::printf("forward pass: FP32 %.2f ms, INT8 Linears %.2f ms\n", result["fp32_forward_ms"].get<double>(),
                   result["int8_forward_ms"].get<double>());

@@ -336,6 +336,11 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     linears.attach(*points);
     result["int8"] = evaluate(task, model, &reference);
     points->set_linear_override(nullptr);
+    // Parameter memory: every parameter in float32, vs the INT8 Linears' weights in one byte each.
+    int64_t parameters = 0;
+    for (const auto& p : model.module->parameters()) parameters += p.numel();
+    result["fp32_parameter_bytes"] = 4 * parameters;
+    result["int8_parameter_bytes"] = 4 * parameters - 3 * linears.weight_elements();
   }
   sim.restore();
   if (int8 && options.time_int8) {  // one forward pass: float32 vs INT8 Linears with nothing else quantized

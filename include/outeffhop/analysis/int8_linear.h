@@ -46,6 +46,7 @@ class Int8Linears {
               const std::function<std::string(const std::string&)>& input_point);
   void attach(nn::ActivationPoints& points) const;
   size_t size() const { return layers_.size(); }
+  int64_t weight_elements() const;  // weights held in int8 (one byte each; their float32 copies take four)
 
  private:
   std::map<std::string, std::shared_ptr<Int8Linear>> layers_;
