@@ -1,14 +1,13 @@
 // `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "saved_model.h"
 #include "outeffhop/experiment/runner.h"
+#include "saved_model.h"
 
 namespace outeffhop::cli {
 
@@ -19,9 +18,10 @@ void add_eval(CLI::App& app) {
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("eval", "evaluate a model saved by `outeffhop experiment` in FP32, FP16, BF16, "
-                                         "W8A8 (simulated) and INT8 (real): task metric, KL and top-1 agreement "
-                                         "against FP32, avg kurtosis and max inf-norm");
+  auto* cmd = app.add_subcommand("eval",
+                                 "evaluate a model saved by `outeffhop experiment` in FP32, FP16, BF16, "
+                                 "W8A8 (simulated) and INT8 (real): task metric, KL and top-1 agreement "
+                                 "against FP32, avg kurtosis and max inf-norm");
   cmd->add_option("--checkpoint", a->checkpoint, "RUNS_DIR/NAME/TASK/RUN/model.safetensors")
       ->required()
       ->check(CLI::ExistingFile);
@@ -63,7 +63,8 @@ void add_eval(CLI::App& app) {
                 result["outliers"]["max_inf_norm"].get<double>());
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
-                  result["fp32_parameter_bytes"].get<double>() / 1e6, result["int8_parameter_bytes"].get<double>() / 1e6);
+                  result["fp32_parameter_bytes"].get<double>() / 1e6,
+                  result["int8_parameter_bytes"].get<double>() / 1e6);
     if (result.contains("int8_forward_ms"))
       std::printf("forward pass: FP32 %.2f ms, INT8 Linears %.2f ms\n", result["fp32_forward_ms"].get<double>(),
                   result["int8_forward_ms"].get<double>());

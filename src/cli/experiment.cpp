@@ -1,18 +1,17 @@
 // `outeffhop experiment`: runs a YAML experiment config (configs/<name>.yaml) with the experiment runner: every task x
 // attention variant x seed trained (resumable) and evaluated, then the paper's Table 1 layout and figures.
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "build_config.h"
 #include "commands.h"
-#include "plot.h"
 #include "outeffhop/experiment/runner.h"
+#include "plot.h"
 
 namespace outeffhop::cli {
 namespace {
@@ -74,8 +73,9 @@ void run(const ExperimentArgs& a) {
     const auto task_dir = dir + "/" + task->label();
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
-        const auto result = experiment::run_one(*task, variant, seed, task_dir + "/" + experiment::run_name(variant, seed),
-                                                config.run, [] { return stop_requested.load(); });
+        const auto result =
+            experiment::run_one(*task, variant, seed, task_dir + "/" + experiment::run_name(variant, seed), config.run,
+                                [] { return stop_requested.load(); });
         if (!result) {
           std::fprintf(stderr, "experiment %s interrupted; run the same command to resume\n", config.name.c_str());
           std::exit(130);
@@ -110,8 +110,9 @@ void run(const ExperimentArgs& a) {
 void add_experiment(CLI::App& app) {
   auto a = std::make_shared<ExperimentArgs>();
   auto* cmd = app.add_subcommand(
-      "experiment", "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
-                    "runs are skipped) and write the paper's Table 1 layout and figures");
+      "experiment",
+      "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
+      "runs are skipped) and write the paper's Table 1 layout and figures");
   auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
   cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table1-gpu")->excludes(config);
   cmd->add_option("--set", a->overrides,

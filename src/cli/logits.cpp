@@ -1,9 +1,9 @@
 // `outeffhop logits`: the logits of a saved model for one input, as JSON (for comparisons with other
 // implementations, e.g. Hugging Face's OPT and ViT on the same weights).
 #include <ATen/ATen.h>
-#include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "saved_model.h"
@@ -15,8 +15,9 @@ void add_logits(CLI::App& app) {
   auto ids = std::make_shared<std::vector<int64_t>>();
   auto images = std::make_shared<std::string>();
   auto types = std::make_shared<std::vector<int64_t>>();
-  auto* cmd = app.add_subcommand("logits", "print, as JSON, the logits of a saved model: per position for token ids "
-                                           "(OPT), per image for images (ViT)");
+  auto* cmd = app.add_subcommand("logits",
+                                 "print, as JSON, the logits of a saved model: per position for token ids "
+                                 "(OPT), per image for images (ViT)");
   cmd->add_option("--checkpoint", *path, "a model.safetensors written by `outeffhop experiment`")
       ->required()
       ->check(CLI::ExistingFile);

@@ -25,15 +25,13 @@ class BertTask : public Task {
     const auto vocab = data.get<std::string>("vocab", "tokenizers/bert-base-uncased-vocab.txt");
     data.finish();
     if (seq_ < 8 || mask_rate_ <= 0 || mask_rate_ >= 1) data.fail("", "needs seq >= 8 and mask_rate in (0, 1)");
-    auto m = config.child("model");
-    nlohmann::json model = {{"d_model", m.get<int64_t>("d_model", 128)},
-                            {"layers", m.get<int64_t>("layers", 2)},
-                            {"heads", m.get<int64_t>("heads", 4)},
-                            {"d_ff", m.get<int64_t>("d_ff", 512)},
-                            {"dropout", m.get("dropout", 0.0)},
-                            {"attention_dropout", m.get("attention_dropout", 0.0)},
-                            {"init_std", m.get("init_std", 0.02)}};
-    m.finish();
+    const auto model = read_model_options(config.child("model"), {{"d_model", 128},
+                                                                  {"layers", 2},
+                                                                  {"heads", 4},
+                                                                  {"d_ff", 512},
+                                                                  {"dropout", 0.0},
+                                                                  {"attention_dropout", 0.0},
+                                                                  {"init_std", 0.02}});
     auto t = config.child("train");
     batch_ = t.get<int64_t>("batch", 32);
     if (batch_ < 1) t.fail("batch", "must be >= 1");
@@ -46,12 +44,9 @@ class BertTask : public Task {
     tokenizer_ = std::make_unique<data::WordPieceTokenizer>(vocab_path);
     pad_ = tokenizer_->id("[PAD]"), cls_ = tokenizer_->id("[CLS]"), sep_ = tokenizer_->id("[SEP]");
     mask_ = tokenizer_->id("[MASK]");
-    resolved_ = {{"task", "bert"},
-                 {"data", {{"seq", seq_}, {"mask_rate", mask_rate_}, {"vocab", vocab}}},
-                 {"model", model},
-                 {"train", train_json},
-                 {"eval", eval_json},
-                 {"derived", {{"vocab_size", tokenizer_->size()}, {"max_positions", seq_}}}};
+    resolved_ = {{"task", "bert"},    {"data", {{"seq", seq_}, {"mask_rate", mask_rate_}, {"vocab", vocab}}},
+                 {"model", model},    {"train", train_json},
+                 {"eval", eval_json}, {"derived", {{"vocab_size", tokenizer_->size()}, {"max_positions", seq_}}}};
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     std::fprintf(stderr, "[bert] tokenizing %s and %s with %s\n", books.c_str(), valid.c_str(), vocab_path.c_str());
     train_sentences_ = tokenize(data::read_books(books));
@@ -72,8 +67,8 @@ class BertTask : public Task {
   std::string label() const override { return "bert-books"; }
   std::string description() const override {
     const auto& m = resolved_["model"];
-    return "BERT MLM, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
-           std::to_string(seq_) + ", " + std::to_string(train_.steps) + " steps; books -> WikiText-2 valid";
+    return "BERT MLM, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " + std::to_string(seq_) +
+           ", " + std::to_string(train_.steps) + " steps; books -> WikiText-2 valid";
   }
   std::string metric_name() const override { return "MLM ppl"; }
   double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
@@ -128,7 +123,8 @@ class BertTask : public Task {
     auto fill = [&](std::vector<int64_t>& part, size_t limit) {
       do {
         const auto& s = sentences[next % sentences.size()];
-        part.insert(part.end(), s.begin(), s.begin() + static_cast<std::ptrdiff_t>(std::min(s.size(), limit - part.size())));
+        part.insert(part.end(), s.begin(),
+                    s.begin() + static_cast<std::ptrdiff_t>(std::min(s.size(), limit - part.size())));
         ++next;
       } while (part.size() < limit && sentences[next % sentences.size()].size() <= limit - part.size());
     };

@@ -40,8 +40,10 @@ nlohmann::json to_json(const YAML::Node& node) {
       for (const auto& item : node) array.push_back(to_json(item));
       return array;
     }
-    case YAML::NodeType::Scalar: return scalar(node);
-    default: return nullptr;
+    case YAML::NodeType::Scalar:
+      return scalar(node);
+    default:
+      return nullptr;
   }
 }
 
@@ -112,7 +114,8 @@ void apply_override(nlohmann::json& config, const std::string& assignment) {
 }
 
 ConfigReader::ConfigReader(const nlohmann::json& object, std::string source, std::string path)
-    : object_(object.is_null() ? nlohmann::json::object() : object), source_(std::move(source)),
+    : object_(object.is_null() ? nlohmann::json::object() : object),
+      source_(std::move(source)),
       path_(std::move(path)) {
   if (!object_.is_object())
     throw std::runtime_error(source_ + ": '" + (path_.empty() ? "(top level)" : path_) + "' must be a mapping, got " +

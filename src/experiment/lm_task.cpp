@@ -22,17 +22,13 @@ class LmTask : public Task {
     bos_ = data.get("bos", true);
     seq_ = data.get<int64_t>("seq", 128);
     data.finish();
-    auto m = config.child("model");
-    model_.d_model = m.get("d_model", model_.d_model);
-    model_.num_layers = m.get("layers", model_.num_layers);
-    model_.num_heads = m.get("heads", model_.num_heads);
-    model_.d_ff = m.get("d_ff", model_.d_ff);
-    model_.dropout = m.get("dropout", model_.dropout);
-    model_.attention_dropout = m.get("attention_dropout", model_.attention_dropout);
-    model_.init_std = m.get("init_std", model_.init_std);
-    m.finish();
-    model_.vocab_size = 256 + (bos_ ? 1 : 0);
-    model_.max_positions = seq_;
+    const auto model = read_model_options(config.child("model"), {{"d_model", 128},
+                                                                  {"layers", 2},
+                                                                  {"heads", 4},
+                                                                  {"d_ff", 512},
+                                                                  {"dropout", 0.0},
+                                                                  {"attention_dropout", 0.0},
+                                                                  {"init_std", 0.02}});
     if (seq_ < 2) data.fail("seq", "must be >= 2");
     auto t = config.child("train");
     batch_ = t.get<int64_t>("batch", 16);
@@ -41,15 +37,9 @@ class LmTask : public Task {
     read_train_options(t, train_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     train_json["batch"] = batch_;
-    resolved_ = {{"task", "lm"},
-                 {"data", {{"bos", bos_}, {"seq", seq_}}},
-                 {"model",
-                  {{"d_model", model_.d_model}, {"layers", model_.num_layers}, {"heads", model_.num_heads},
-                   {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
-                   {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
-                 {"train", train_json},
-                 {"eval", eval_json},
-                 {"derived", {{"vocab_size", model_.vocab_size}, {"max_positions", model_.max_positions}}}};
+    resolved_ = {{"task", "lm"},      {"data", {{"bos", bos_}, {"seq", seq_}}},
+                 {"model", model},    {"train", train_json},
+                 {"eval", eval_json}, {"derived", {{"vocab_size", 256 + (bos_ ? 1 : 0)}, {"max_positions", seq_}}}};
 
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     std::fprintf(stderr, "[lm] reading %s and %s\n", books.c_str(), valid.c_str());
@@ -59,8 +49,9 @@ class LmTask : public Task {
 
   std::string label() const override { return "opt-books"; }
   std::string description() const override {
-    return "byte-level OPT, " + std::to_string(model_.num_layers) + " layers, d = " + std::to_string(model_.d_model) +
-           ", seq " + std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
+    const auto& m = resolved_["model"];
+    return "byte-level OPT, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
+           std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
            " steps; books -> WikiText-2 valid";
   }
   std::string metric_name() const override { return "ppl/byte"; }
@@ -108,12 +99,11 @@ class LmTask : public Task {
                 " tokens, fewer than one batch of ", batch_);
     std::vector<Batch> out;
     for (int64_t b = 0; b < evaluation_.batches && (b + 1) * batch_ <= available; ++b)
-      out.push_back(split(with_bos(tokens.slice(0, b * batch_ * window(), (b + 1) * batch_ * window())
-                                       .view({batch_, window()}))));
+      out.push_back(split(
+          with_bos(tokens.slice(0, b * batch_ * window(), (b + 1) * batch_ * window()).view({batch_, window()}))));
     return out;
   }
 
-  models::OptConfig model_;
   bool bos_ = true;
   int64_t seq_ = 128, batch_ = 16;
   at::Tensor train_tokens_;

@@ -23,15 +23,13 @@ class MarkerCopyTask : public Task {
     data.finish();
     if (tokens_ < 2 || seq_ < 4 || marker_rate_ <= 0 || marker_rate_ >= 0.5)
       data.fail("", "needs tokens >= 2, seq >= 4 and marker_rate in (0, 0.5)");
-    auto m = config.child("model");
-    nlohmann::json model = {{"d_model", m.get<int64_t>("d_model", 64)},
-                            {"layers", m.get<int64_t>("layers", 2)},
-                            {"heads", m.get<int64_t>("heads", 4)},
-                            {"d_ff", m.get<int64_t>("d_ff", 256)},
-                            {"dropout", m.get("dropout", 0.0)},
-                            {"attention_dropout", m.get("attention_dropout", 0.0)},
-                            {"init_std", m.get("init_std", 0.02)}};
-    m.finish();
+    const auto model = read_model_options(config.child("model"), {{"d_model", 64},
+                                                                  {"layers", 2},
+                                                                  {"heads", 4},
+                                                                  {"d_ff", 256},
+                                                                  {"dropout", 0.0},
+                                                                  {"attention_dropout", 0.0},
+                                                                  {"init_std", 0.02}});
     auto t = config.child("train");
     batch_ = t.get<int64_t>("batch", 32);
     if (batch_ < 1) t.fail("batch", "must be >= 1");
@@ -40,12 +38,9 @@ class MarkerCopyTask : public Task {
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     train_json["batch"] = batch_;
     // Token ids: 0..tokens-1 content, tokens = the marker, tokens + 1 = BOS.
-    resolved_ = {{"task", "marker-copy"},
-                 {"data", {{"tokens", tokens_}, {"seq", seq_}, {"marker_rate", marker_rate_}}},
-                 {"model", model},
-                 {"train", train_json},
-                 {"eval", eval_json},
-                 {"derived", {{"vocab_size", tokens_ + 2}, {"max_positions", seq_}}}};
+    resolved_ = {{"task", "marker-copy"}, {"data", {{"tokens", tokens_}, {"seq", seq_}, {"marker_rate", marker_rate_}}},
+                 {"model", model},        {"train", train_json},
+                 {"eval", eval_json},     {"derived", {{"vocab_size", tokens_ + 2}, {"max_positions", seq_}}}};
     auto gen = at::make_generator<at::CPUGeneratorImpl>(123456789);  // the same evaluation set for every run
     for (int64_t b = 0; b < evaluation_.batches; ++b) eval_.push_back(sample(gen));
   }

@@ -79,7 +79,8 @@ json point_errors(TaskModel& model, const nn::ActivationPointsPtr& points, const
     const auto r = ref.find(name);
     if (r == ref.end()) continue;  // points only the quantized (eager) attention reaches
     const double norm = r->second.norm().item<double>();
-    errors.push_back({{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}});
+    errors.push_back(
+        {{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}});
   }
   return errors;
 }
@@ -88,20 +89,20 @@ json outlier_json(const analysis::OutlierStats& stats) {
   const auto s = stats.summary();
   json modules = json::array(), layers = json::array();
   for (const auto& m : stats.modules())
-    modules.push_back({{"module", m.module}, {"kurtosis", m.mean_kurtosis}, {"inf_norm", m.mean_inf_norm},
+    modules.push_back({{"module", m.module},
+                       {"kurtosis", m.mean_kurtosis},
+                       {"inf_norm", m.mean_inf_norm},
                        {"max_row_inf_norm", m.max_inf_norm}});
   for (const auto& [layer, l] : stats.per_layer())
     layers.push_back({{"layer", layer}, {"avg_kurtosis", l.avg_kurtosis}, {"max_inf_norm", l.max_inf_norm}});
-  return {{"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}, {"modules", modules},
-          {"layers", layers}};
+  return {{"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}, {"modules", modules}, {"layers", layers}};
 }
 
 // Outlier statistics of the model on the first evaluation batch.
 json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points) {
   analysis::OutlierStats stats;
-  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
-    return task.outlier_rows(p);
-  }));
+  points->add_observer(
+      analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
   {
     torch::NoGradGuard no_grad;
     model.module->eval();
@@ -166,9 +167,8 @@ ExperimentConfig read_experiment(ConfigReader c) {
     TaskEntry entry{tasks[i], e.variants};
     if (tasks[i].is_object() && tasks[i].contains("variants")) {
       const auto& list = tasks[i]["variants"];
-      if (!list.is_array() || list.empty() || !std::all_of(list.begin(), list.end(), [](const json& v) {
-            return v.is_string();
-          }))
+      if (!list.is_array() || list.empty() ||
+          !std::all_of(list.begin(), list.end(), [](const json& v) { return v.is_string(); }))
         c.fail("tasks." + std::to_string(i) + ".variants", "must be a non-empty list of variant names");
       entry.variants = list.get<std::vector<std::string>>();
       entry.config.erase("variants");
@@ -177,16 +177,22 @@ ExperimentConfig read_experiment(ConfigReader c) {
     e.tasks.push_back(std::move(entry));
   }
   c.finish();
-  e.resolved = {{"name", e.name},          {"description", e.description},
-                {"variants", e.variants},  {"seeds", e.seeds},
-                {"checkpoint_every", e.run.checkpoint_every}, {"log_every", e.run.log_every},
-                {"time_int8", e.run.time_int8}, {"eager_attention", e.run.eager_attention}, {"tasks", tasks}};
+  e.resolved = {{"name", e.name},
+                {"description", e.description},
+                {"variants", e.variants},
+                {"seeds", e.seeds},
+                {"checkpoint_every", e.run.checkpoint_every},
+                {"log_every", e.run.log_every},
+                {"time_int8", e.run.time_int8},
+                {"eager_attention", e.run.eager_attention},
+                {"tasks", tasks}};
   return e;
 }
 
 std::string run_name(const std::string& variant, int64_t seed) {
   std::string name;
-  for (const char ch : variant) name += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
+  for (const char ch : variant)
+    name += std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ? ch : '_';
   return name + "-seed" + std::to_string(seed);
 }
 
@@ -288,8 +294,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
 
 json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options) {
   for (const auto& p : options.precisions)
-    TORCH_CHECK(p == "fp32" || p == "fp16" || p == "bf16" || p == "w8a8" || p == "int8", "evaluate: unknown precision '",
-                p, "' (fp32, fp16, bf16, w8a8, int8)");
+    TORCH_CHECK(p == "fp32" || p == "fp16" || p == "bf16" || p == "w8a8" || p == "int8",
+                "evaluate: unknown precision '", p, "' (fp32, fp16, bf16, w8a8, int8)");
   auto points = std::make_shared<nn::ActivationPoints>();
   model.set_points(points);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
@@ -297,9 +303,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
   const auto fp32_points = point_values(model, points, probe);
   analysis::OutlierStats stats;
-  points->add_observer(analysis::outlier_observer(stats, [&task](const std::string& p) {
-    return task.outlier_rows(p);
-  }));
+  points->add_observer(
+      analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
   std::vector<at::Tensor> reference;
   result["fp32"] = evaluate(task, model, nullptr, &reference);
   points->clear_observers();
@@ -358,8 +363,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   return result;
 }
 
-
-std::string results_table(const Task& task, const std::vector<json>& results, const std::vector<std::string>& variants) {
+std::string results_table(const Task& task, const std::vector<json>& results,
+                          const std::vector<std::string>& variants) {
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
   const auto m = task.metric_name();
   std::ostringstream md;
@@ -388,9 +393,8 @@ std::string results_table(const Task& task, const std::vector<json>& results, co
     }
     if (col["fp32"].empty()) continue;
     auto opt = [&](const char* k, int digits) { return col[k].empty() ? std::string("–") : cell(col[k], digits); };
-    md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | "
-       << cell(col["bf16"], 3) << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | "
-       << cell(col["top1"], 2) << " | ";
+    md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
+       << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
     if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
     md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
   }

@@ -21,6 +21,22 @@ TaskModel build_model(const nlohmann::json& task_config, const std::string& vari
   throw std::runtime_error("build_model: unknown task '" + kind + "' in the config " + task_config.dump());
 }
 
+nlohmann::json read_model_options(ConfigReader c, const nlohmann::json& defaults) {
+  auto model = defaults;
+  for (auto& [key, value] : model.items()) {
+    const auto given = c.get<nlohmann::json>(key, value);
+    const bool same_type = value.is_number_integer() ? given.is_number_integer()
+                           : value.is_number()       ? given.is_number()
+                                                     : given.type() == value.type();
+    if (!same_type)
+      c.fail(key, "must be " + std::string(value.is_number_integer() ? "an integer" : value.type_name()) + ", got " +
+                      given.dump());
+    value = given;
+  }
+  c.finish();
+  return model;
+}
+
 void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& resolved) {
   t.steps = c.get("steps", t.steps);
   t.lr = c.get("lr", t.lr);
@@ -36,8 +52,14 @@ void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& 
     c.fail("", "needs steps >= 1, lr > 0, weight_decay >= 0, warmup >= 0");
   if (t.schedule != "linear" && t.schedule != "cosine" && t.schedule != "constant")
     c.fail("schedule", "must be linear, cosine or constant, got '" + t.schedule + "'");
-  resolved.update({{"steps", t.steps}, {"lr", t.lr}, {"weight_decay", t.weight_decay}, {"beta1", t.beta1},
-                   {"beta2", t.beta2}, {"eps", t.eps}, {"warmup", t.warmup}, {"schedule", t.schedule},
+  resolved.update({{"steps", t.steps},
+                   {"lr", t.lr},
+                   {"weight_decay", t.weight_decay},
+                   {"beta1", t.beta1},
+                   {"beta2", t.beta2},
+                   {"eps", t.eps},
+                   {"warmup", t.warmup},
+                   {"schedule", t.schedule},
                    {"clip", t.clip}});
 }
 
@@ -49,8 +71,10 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   c.finish();
   if (e.batches < 1 || e.calibration_batches < 1 || e.track_every < 0)
     c.fail("", "needs batches >= 1, calibration_batches >= 1, track_every >= 0");
-  resolved = {{"batches", e.batches}, {"calibration_batches", e.calibration_batches},
-              {"track_every", e.track_every}, {"int8", e.int8}};
+  resolved = {{"batches", e.batches},
+              {"calibration_batches", e.calibration_batches},
+              {"track_every", e.track_every},
+              {"int8", e.int8}};
 }
 
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir) {

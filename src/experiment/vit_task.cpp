@@ -20,16 +20,14 @@ class VitTask : public Task {
     auto data = config.child("data");
     dataset_ = data.get<std::string>("dataset", "fashion-mnist");
     data.finish();
-    auto m = config.child("model");
-    model_.patch_size = m.get("patch_size", model_.patch_size);
-    model_.d_model = m.get("d_model", model_.d_model);
-    model_.num_layers = m.get("layers", model_.num_layers);
-    model_.num_heads = m.get("heads", model_.num_heads);
-    model_.d_ff = m.get("d_ff", model_.d_ff);
-    model_.dropout = m.get("dropout", model_.dropout);
-    model_.attention_dropout = m.get("attention_dropout", model_.attention_dropout);
-    model_.init_std = m.get("init_std", model_.init_std);
-    m.finish();
+    const auto model = read_model_options(config.child("model"), {{"patch_size", 4},
+                                                                  {"d_model", 64},
+                                                                  {"layers", 2},
+                                                                  {"heads", 4},
+                                                                  {"d_ff", 256},
+                                                                  {"dropout", 0.0},
+                                                                  {"attention_dropout", 0.0},
+                                                                  {"init_std", 0.02}});
     auto t = config.child("train");
     batch_ = t.get<int64_t>("batch", 64);
     label_smoothing_ = t.get("label_smoothing", 0.1);  // the paper's ViT setup
@@ -44,10 +42,10 @@ class VitTask : public Task {
     auto train = data::load_images(dataset_, data::Split::kTrain, data_dir);
     auto test = data::load_images(dataset_, data::Split::kTest, data_dir);
     TORCH_CHECK(train.images.size(2) == train.images.size(3), "vit: ", dataset_, " images are not square");
-    model_.channels = train.images.size(1), model_.image_size = train.images.size(2);
-    model_.num_classes = train.labels.max().item<int64_t>() + 1;
-    if (model_.image_size % model_.patch_size != 0)
-      config.fail("model.patch_size", "must divide the image size " + std::to_string(model_.image_size));
+    const int64_t channels = train.images.size(1), image_size = train.images.size(2);
+    const int64_t num_classes = train.labels.max().item<int64_t>() + 1;
+    if (image_size % model["patch_size"].get<int64_t>() != 0)
+      config.fail("model.patch_size", "must divide the image size " + std::to_string(image_size));
     const auto pixels = train.images.to(at::kFloat).div_(255);
     mean_ = pixels.mean({0, 2, 3}, /*keepdim=*/true);
     std_ = pixels.std({0, 2, 3}, /*unbiased=*/true, /*keepdim=*/true);
@@ -59,26 +57,21 @@ class VitTask : public Task {
                        test.labels.slice(0, b * batch_, (b + 1) * batch_)});
     resolved_ = {{"task", "vit"},
                  {"data", {{"dataset", dataset_}}},
-                 {"model",
-                  {{"patch_size", model_.patch_size}, {"d_model", model_.d_model}, {"layers", model_.num_layers},
-                   {"heads", model_.num_heads}, {"d_ff", model_.d_ff}, {"dropout", model_.dropout},
-                   {"attention_dropout", model_.attention_dropout}, {"init_std", model_.init_std}}},
+                 {"model", model},
                  {"train", train_json},
                  {"eval", eval_json},
-                 {"derived",
-                  {{"image_size", model_.image_size}, {"channels", model_.channels},
-                   {"num_classes", model_.num_classes}}}};
+                 {"derived", {{"image_size", image_size}, {"channels", channels}, {"num_classes", num_classes}}}};
     std::fprintf(stderr, "[vit] %s: %lld training images of %lld x %lld x %lld, %zu evaluation batches of %lld\n",
-                 dataset_.c_str(), static_cast<long long>(train.images.size(0)),
-                 static_cast<long long>(model_.channels), static_cast<long long>(model_.image_size),
-                 static_cast<long long>(model_.image_size), eval_.size(), static_cast<long long>(batch_));
+                 dataset_.c_str(), static_cast<long long>(train.images.size(0)), static_cast<long long>(channels),
+                 static_cast<long long>(image_size), static_cast<long long>(image_size), eval_.size(),
+                 static_cast<long long>(batch_));
   }
 
   std::string label() const override { return "vit-" + dataset_; }
   std::string description() const override {
-    return "ViT, " + std::to_string(model_.num_layers) + " layers, d = " + std::to_string(model_.d_model) +
-           ", patch " + std::to_string(model_.patch_size) + ", " + std::to_string(train_.steps) + " steps; " +
-           dataset_;
+    const auto& m = resolved_["model"];
+    return "ViT, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", patch " + m["patch_size"].dump() +
+           ", " + std::to_string(train_.steps) + " steps; " + dataset_;
   }
   std::string metric_name() const override { return "top-1 %"; }
   double metric(double, double accuracy) const override { return 100 * accuracy; }
@@ -104,7 +97,6 @@ class VitTask : public Task {
  private:
   at::Tensor normalise(const at::Tensor& images) const { return (images.to(at::kFloat).div(255) - mean_) / std_; }
 
-  models::VitConfig model_;
   std::string dataset_;
   int64_t batch_ = 64;
   double label_smoothing_ = 0.1;

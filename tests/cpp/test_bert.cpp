@@ -94,10 +94,8 @@ TEST(Text, SentenceSplitting) {
 TEST(BertTask, MaskingStatistics) {
   const auto dir = testing::shared_data_dir();
   if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
-  const nlohmann::json config = {{"task", "bert"},
-                                 {"data", {{"seq", 64}}},
-                                 {"train", {{"batch", 64}}},
-                                 {"eval", {{"batches", 1}}}};
+  const nlohmann::json config = {
+      {"task", "bert"}, {"data", {{"seq", 64}}}, {"train", {{"batch", 64}}}, {"eval", {{"batches", 1}}}};
   const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   int64_t real = 0, masked = 0, as_mask = 0, unchanged = 0, specials_masked = 0;
@@ -117,7 +115,8 @@ TEST(BertTask, MaskingStatistics) {
     masked += originals.size(0);
     as_mask += at_masked.eq(mask).sum().item<int64_t>();
     unchanged += at_masked.eq(originals).sum().item<int64_t>();
-    specials_masked += originals.eq(cls).logical_or(originals.eq(sep)).logical_or(originals.eq(pad)).sum().item<int64_t>();
+    specials_masked +=
+        originals.eq(cls).logical_or(originals.eq(sep)).logical_or(originals.eq(pad)).sum().item<int64_t>();
     EXPECT_FALSE(predict.logical_and(keep.logical_not()).any().item<bool>());  // never a padding position
   }
   EXPECT_EQ(specials_masked, 0);

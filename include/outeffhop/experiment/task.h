@@ -82,7 +82,9 @@ std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir
 // attention variant, built without loading any data: for evaluating and inspecting saved models.
 TaskModel build_model(const nlohmann::json& task_config, const std::string& variant);
 
-// Shared by the tasks: the train / eval sections of a task config, into the task's options and resolved config.
+// Shared by the tasks: the model section (every key of `defaults`, each with the type of its default), resolved;
+// and the train / eval sections of a task config, into the task's options and resolved config.
+nlohmann::json read_model_options(ConfigReader config, const nlohmann::json& defaults);
 void read_train_options(ConfigReader config, train::TrainOptions& train, nlohmann::json& resolved);
 void read_evaluation_options(ConfigReader config, EvaluationOptions& evaluation, nlohmann::json& resolved);
 
