@@ -318,7 +318,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   const auto input_point = task.int8_input_point();
   const bool int8 = wants(options.precisions, "int8") && task.evaluation().int8 && input_point;
   if (!wants(options.precisions, "w8a8") && !int8) return result;
-  // W8A8: ranges from training batches with the 0.001/99.999 percentiles (the paper's OPT protocol), then frozen.
+  // W8A8: ranges from the task's calibration batches with the 0.001/99.999 percentiles, then frozen.
   analysis::W8A8Options q;
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
@@ -328,7 +328,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   {
     torch::NoGradGuard no_grad;
     model.module->eval();
-    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i) model.logits(task.train_batch(gen).input);
+    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i)
+      model.logits(task.calibration_batch(i, gen).input);
   }
   sim.quantize();
   if (wants(options.precisions, "w8a8")) {

@@ -37,7 +37,7 @@ struct TaskModel {
 
 struct EvaluationOptions {
   int64_t batches = 8;              // evaluation batches (fixed; the same for every run)
-  int64_t calibration_batches = 4;  // W8A8 range calibration batches, drawn from the training data
+  int64_t calibration_batches = 4;  // W8A8 range calibration batches (Task::calibration_batch says from where)
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
 };
@@ -57,6 +57,9 @@ class Task {
   virtual Batch train_batch(at::Generator& gen) const = 0;
   virtual const std::vector<Batch>& eval_batches() const = 0;
   virtual double label_smoothing() const { return 0.0; }  // of the training loss
+  // The i-th W8A8 calibration batch. The paper's protocol per model: OPT draws training batches (the default); BERT
+  // takes validation batches.
+  virtual Batch calibration_batch(int64_t, at::Generator& gen) const { return train_batch(gen); }
 
   virtual analysis::OutlierRows outlier_rows(const std::string& point) const = 0;
   // Points whose values are rows of an embedding table (quantized with the table's weight scale), per model.
