@@ -3,10 +3,16 @@
 // out CJK ideographs, lower-case and strip accents (NFD, drop combining marks), split on whitespace and around every
 // punctuation character, then per word the greedy longest-match WordPiece with "##" continuations; a word with a piece
 // not in the vocabulary, or longer than 100 characters, becomes [UNK].
+//
+// GPT-2's byte-level BPE (Hugging Face's GPT2Tokenizer / tokenizers' ByteLevel + BPE): split the text with GPT-2's
+// pattern (contractions, letters, numbers, other symbols, each optionally after one space; whitespace runs), map each
+// piece's bytes to GPT-2's printable byte alphabet, and merge adjacent symbols by the rank of the merge in merges.txt.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace outeffhop::data {
@@ -31,6 +37,28 @@ class WordPieceTokenizer {
   std::unordered_map<std::string, int64_t> ids_;
   int64_t unk_ = 0;
   bool lowercase_ = true;
+};
+
+class Gpt2BpeTokenizer {
+ public:
+  // vocab.json (token -> id) and merges.txt (one merge "a b" per line, by rank; a "#version" first line is skipped).
+  // Throws naming the file when unreadable or malformed.
+  Gpt2BpeTokenizer(const std::string& vocab_json_path, const std::string& merges_path);
+
+  std::vector<int64_t> encode(const std::string& utf8_text) const;
+  std::string decode(const std::vector<int64_t>& ids) const;  // the original bytes
+  std::vector<std::string> pre_tokenize(const std::string& utf8_text) const;  // the pieces, as UTF-8 text
+
+  int64_t size() const { return static_cast<int64_t>(tokens_.size()); }
+
+ private:
+  std::vector<std::string> bpe(const std::string& piece) const;  // piece: UTF-8 text -> byte-alphabet symbols merged
+
+  std::unordered_map<std::string, int64_t> ids_;
+  std::vector<std::string> tokens_;               // id -> token (byte-alphabet UTF-8)
+  std::map<std::pair<std::string, std::string>, int64_t> ranks_;
+  std::vector<std::string> byte_symbol_;          // byte -> its symbol (UTF-8 of one code point)
+  std::unordered_map<std::string, uint8_t> symbol_byte_;
 };
 
 }  // namespace outeffhop::data

@@ -1,3 +1,4 @@
+// GPT-2 byte-level BPE: hand-worked pre-tokenization and merges, round trip and known ids on the real vocabulary.
 // WordPiece on hand-worked examples with a tiny vocabulary: greedy longest match with ## continuations, a word with an
 // unknown piece becomes [UNK] as a whole, punctuation stands alone, accents and case are normalised away, CJK is
 // spaced out, control characters dropped; bad vocabularies are clear errors.
@@ -7,6 +8,7 @@
 #include <fstream>
 
 #include "outeffhop/tokenizers.h"
+#include "test_util.h"
 
 namespace outeffhop {
 namespace {
@@ -42,6 +44,38 @@ TEST(WordPiece, HandWorkedExamples) {
 
   EXPECT_THROW(data::WordPieceTokenizer("/nonexistent/vocab.txt"), std::runtime_error);
   EXPECT_THROW(data::WordPieceTokenizer(write_vocab("outeffhop_wp_nounk.txt", {"a", "b"})), std::runtime_error);
+}
+
+TEST(Gpt2Bpe, PreTokenizationMergesAndRoundTrip) {
+  const auto dir = std::filesystem::temp_directory_path();
+  const auto vocab = (dir / "outeffhop_bpe_vocab.json").string(), merges = (dir / "outeffhop_bpe_merges.txt").string();
+  std::ofstream(vocab) << R"({"a": 0, "b": 1, "\u0120": 2, "ab": 3, "\u0120ab": 4})";
+  std::ofstream(merges) << "#version: 0.2\na b\n\u0120 ab\n";
+  const data::Gpt2BpeTokenizer bpe(vocab, merges);
+  using V = std::vector<std::string>;
+  // GPT-2's pattern (checked against Hugging Face's ByteLevel pre-tokenizer on these strings).
+  EXPECT_EQ(bpe.pre_tokenize("I've  got 12 apples!"), (V{"I", "'ve", " ", " got", " 12", " apples", "!"}));
+  EXPECT_EQ(bpe.pre_tokenize("a\n\nb  "), (V{"a", "\n", "\n", "b", "  "}));
+  EXPECT_EQ(bpe.pre_tokenize("x 's 'S"), (V{"x", " '", "s", " '", "S"}));
+  // "ab ab" -> "ab" + " ab": a b merge first (rank 0), then the space symbol U+0120 with ab (rank 1).
+  EXPECT_EQ(bpe.encode("ab ab"), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(bpe.decode({3, 4, 0}), "ab aba");
+  EXPECT_THROW(bpe.encode("c"), std::runtime_error);  // a byte with no vocabulary entry
+  EXPECT_THROW(bpe.decode({5}), std::runtime_error);
+  std::ofstream(merges) << "#version: 0.2\nnospace\n";
+  EXPECT_THROW(data::Gpt2BpeTokenizer(vocab, merges), std::runtime_error);
+  std::ofstream(vocab) << "[1, 2]";
+  EXPECT_THROW(data::Gpt2BpeTokenizer(vocab, merges), std::runtime_error);
+}
+
+TEST(Gpt2Bpe, RoundTripOnTheRealVocabulary) {
+  const auto dir = testing::shared_data_dir();
+  if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
+  const data::Gpt2BpeTokenizer bpe(dir + "/tokenizers/gpt2-vocab.json", dir + "/tokenizers/gpt2-merges.txt");
+  EXPECT_EQ(bpe.size(), 50257);
+  const std::string text = "Outlier-efficient   Hopfield layers\n\tdon't grow outliers: 3.14159, Ünïcödé 中文 😀 ";
+  EXPECT_EQ(bpe.decode(bpe.encode(text)), text);
+  EXPECT_EQ(bpe.encode("Hello world"), (std::vector<int64_t>{15496, 995}));  // GPT-2's well-known ids
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-"""Our WordPiece (BERT) tokenizer against Hugging Face `tokenizers` (a test-only dependency installed with
-transformers): the same ids on the books, WikiText-2 and a file of hostile text."""
+"""Our WordPiece (BERT) and GPT-2 byte-level BPE tokenizers against Hugging Face `tokenizers` (a test-only dependency
+installed with transformers): the same ids on the books, WikiText-2 and a file of hostile text."""
 import json
 import os
 import pathlib
@@ -13,6 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CLI = os.environ.get("OUTEFFHOP_CLI") or str(ROOT / "build" / "src" / "outeffhop")
 DATA = pathlib.Path(os.environ.get("OUTEFFHOP_DATA_DIR", ROOT.parent / "shared" / "data"))
 VOCAB = DATA / "tokenizers" / "bert-base-uncased-vocab.txt"
+GPT2 = (DATA / "tokenizers" / "gpt2-vocab.json", DATA / "tokenizers" / "gpt2-merges.txt")
 if "OUTEFFHOP_CLI" not in os.environ and not os.path.exists(CLI):
     pytest.skip(f"outeffhop CLI not built at {CLI} (op-library-only build)", allow_module_level=True)
 if not VOCAB.exists():
@@ -32,29 +33,35 @@ HOSTILE = "\n".join([
 ])
 
 
-def ours(path):
-    out = subprocess.run([CLI, "tokenize", "--wordpiece", str(VOCAB), "--file", str(path)], capture_output=True,
-                         check=True)
+def ours(path, kind):
+    args = ["--wordpiece", str(VOCAB)] if kind == "wordpiece" else ["--gpt2-vocab", str(GPT2[0]),
+                                                                     "--gpt2-merges", str(GPT2[1])]
+    out = subprocess.run([CLI, "tokenize", *args, "--file", str(path)], capture_output=True, check=True)
     return [json.loads(line) for line in out.stdout.decode().splitlines()]
 
 
-def check(path, text):
-    reference = tokenizers.BertWordPieceTokenizer(str(VOCAB), lowercase=True)
+def check(path, text, kind):
+    if kind == "wordpiece":
+        reference = tokenizers.BertWordPieceTokenizer(str(VOCAB), lowercase=True)
+    else:  # GPT-2: no prefix space, as GPT2Tokenizer
+        reference = tokenizers.ByteLevelBPETokenizer(str(GPT2[0]), str(GPT2[1]), add_prefix_space=False)
     lines = text.split("\n")
-    got = ours(path)
+    got = ours(path, kind)
     assert len(got) == len(lines)
     for line, ids in zip(lines, got):
         assert ids == reference.encode(line, add_special_tokens=False).ids, repr(line[:120])
 
 
-def test_wordpiece_matches_hugging_face_on_hostile_text(tmp_path):
+@pytest.mark.parametrize("kind", ["wordpiece", "gpt2"])
+def test_tokenizers_match_hugging_face_on_hostile_text(tmp_path, kind):
     path = tmp_path / "hostile.txt"
     path.write_text(HOSTILE, encoding="utf-8")
-    check(path, HOSTILE)
+    check(path, HOSTILE, kind)
 
 
+@pytest.mark.parametrize("kind", ["wordpiece", "gpt2"])
 @pytest.mark.parametrize("source", ["books", "wikitext"])
-def test_wordpiece_matches_hugging_face_on_corpora(tmp_path, source):
+def test_tokenizers_match_hugging_face_on_corpora(tmp_path, source, kind):
     if source == "books":
         files = sorted((DATA / "text" / "books").glob("*.txt"))
         if not files:
@@ -67,4 +74,4 @@ def test_wordpiece_matches_hugging_face_on_corpora(tmp_path, source):
         text = valid.read_bytes()[:400_000].decode("utf-8", errors="ignore")
     path = tmp_path / "corpus.txt"
     path.write_bytes(text.encode("utf-8"))
-    check(path, text)
+    check(path, text, kind)
