@@ -18,8 +18,9 @@ void add_tokenize(CLI::App& app) {
     bool tokens = false;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("tokenize", "token ids of each line of a text file, as JSON lines: BERT's WordPiece or "
-                                             "GPT-2's byte-level BPE");
+  auto* cmd = app.add_subcommand("tokenize",
+                                 "token ids of each line of a text file, as JSON lines: BERT's WordPiece or "
+                                 "GPT-2's byte-level BPE");
   auto* wordpiece = cmd->add_option("--wordpiece", a->wordpiece,
                                     "a BERT vocab.txt (e.g. ../shared/data/tokenizers/bert-base-uncased-vocab.txt)")
                         ->check(CLI::ExistingFile);
@@ -27,7 +28,9 @@ void add_tokenize(CLI::App& app) {
                    ->check(CLI::ExistingFile)
                    ->excludes(wordpiece);
   cmd->add_option("--gpt2-merges", a->gpt2_merges, "GPT-2's merges.txt")->check(CLI::ExistingFile)->needs(gpt2);
-  cmd->add_option("--file", a->file, "UTF-8 text; each line is tokenized on its own")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--file", a->file, "UTF-8 text; each line is tokenized on its own")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--tokens", a->tokens, "WordPiece: print the token strings instead of the ids");
   cmd->callback([a] {
     TORCH_CHECK(!a->wordpiece.empty() || (!a->gpt2_vocab.empty() && !a->gpt2_merges.empty()),

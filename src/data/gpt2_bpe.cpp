@@ -1,10 +1,10 @@
 // GPT-2's byte-level BPE (see tokenizers.h). Unicode classes (letters, numbers, whitespace) come from ICU.
-#include <nlohmann/json.hpp>
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
 #include <fstream>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "outeffhop/tokenizers.h"
@@ -51,7 +51,8 @@ Gpt2BpeTokenizer::Gpt2BpeTokenizer(const std::string& vocab_json_path, const std
     if (line.empty() || (line_number == 1 && line.rfind("#version", 0) == 0)) continue;
     const auto space = line.find(' ');
     if (space == std::string::npos || space == 0 || space + 1 == line.size())
-      throw std::runtime_error(merges_path + ":" + std::to_string(line_number) + ": expected 'a b', got '" + line + "'");
+      throw std::runtime_error(merges_path + ":" + std::to_string(line_number) + ": expected 'a b', got '" + line +
+                               "'");
     ranks_.emplace(std::make_pair(line.substr(0, space), line.substr(space + 1)), static_cast<int64_t>(ranks_.size()));
   }
   // GPT-2's byte alphabet: printable Latin-1 bytes stand for themselves, the other bytes for U+0100 onwards.
@@ -163,7 +164,8 @@ std::string Gpt2BpeTokenizer::decode(const std::vector<int64_t>& ids) const {
     const auto token = icu::UnicodeString::fromUTF8(tokens_[static_cast<size_t>(id)]);
     for (int32_t i = 0; i < token.length(); i = token.moveIndex32(i, 1)) {
       const auto it = symbol_byte_.find(utf8(token.char32At(i)));
-      if (it == symbol_byte_.end()) throw std::runtime_error("GPT-2 BPE: token " + std::to_string(id) + " is not bytes");
+      if (it == symbol_byte_.end())
+        throw std::runtime_error("GPT-2 BPE: token " + std::to_string(id) + " is not bytes");
       bytes += static_cast<char>(it->second);
     }
   }

@@ -81,7 +81,8 @@ std::vector<std::string> split_sentences(const std::string& text) {
     if (c == '.' || c == '!' || c == '?') {
       // Closing quotes and brackets belong to the sentence; it ends when whitespace follows.
       size_t j = i + 1;
-      while (j < text.size() && (text[j] == '"' || text[j] == '\'' || text[j] == ')' || text[j] == ']')) current += text[j++];
+      while (j < text.size() && (text[j] == '"' || text[j] == '\'' || text[j] == ')' || text[j] == ']'))
+        current += text[j++];
       i = j - 1;
       if (j >= text.size() || space(text[j])) flush();
     }

@@ -48,8 +48,10 @@ at::Tensor BertForMaskedLMImpl::forward(const at::Tensor& ids, const at::Tensor&
   TORCH_CHECK(T >= 1 && T <= config_.max_positions, "BertForMaskedLM: sequence length ", T, " outside [1, ",
               config_.max_positions, "]");
   for (const auto* t : {&token_type_ids, &attention_mask, &predict})
-    TORCH_CHECK(!t->defined() || t->sizes() == ids.sizes(), "BertForMaskedLM: token_type_ids, attention_mask and "
-                "predict must be B x T like ids ", ids.sizes(), ", got ", t->sizes());
+    TORCH_CHECK(!t->defined() || t->sizes() == ids.sizes(),
+                "BertForMaskedLM: token_type_ids, attention_mask and "
+                "predict must be B x T like ids ",
+                ids.sizes(), ", got ", t->sizes());
   const auto types = token_type_ids.defined() ? token_type_ids : at::zeros_like(ids);
   const auto words = points_.pass("embeddings.word_embeddings", word_embeddings_->forward(ids));
   const auto positions =
@@ -67,8 +69,7 @@ at::Tensor BertForMaskedLMImpl::forward(const at::Tensor& ids, const at::Tensor&
 
 void BertForMaskedLMImpl::set_activation_points(nn::ActivationPointsPtr points) {
   for (size_t i = 0; i < layers_->size(); ++i)
-    layers_[i]->as<nn::EncoderLayer>()->set_activation_points(points,
-                                                              "bert.encoder.layer." + std::to_string(i) + ".");
+    layers_[i]->as<nn::EncoderLayer>()->set_activation_points(points, "bert.encoder.layer." + std::to_string(i) + ".");
   points_ = {std::move(points), "bert."};
 }
 

@@ -9,8 +9,7 @@ namespace outeffhop::models {
 VitForImageClassificationImpl::VitForImageClassificationImpl(VitConfig config) : config_(std::move(config)) {
   const auto& c = config_;
   TORCH_CHECK(c.image_size > 0 && c.patch_size > 0 && c.image_size % c.patch_size == 0,
-              "VitForImageClassification: patch_size (", c.patch_size, ") must divide image_size (", c.image_size,
-              ")");
+              "VitForImageClassification: patch_size (", c.patch_size, ") must divide image_size (", c.image_size, ")");
   TORCH_CHECK(c.channels > 0 && c.num_classes > 0 && c.d_model > 0 && c.d_ff > 0 && c.num_layers >= 0,
               "VitForImageClassification: channels, num_classes, d_model and d_ff must be > 0, num_layers >= 0");
   const int64_t patches = (c.image_size / c.patch_size) * (c.image_size / c.patch_size);

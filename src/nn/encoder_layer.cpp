@@ -49,12 +49,12 @@ at::Tensor EncoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& key_
     return dropout_->forward(points_.linear("output.dense", output_dense_, a));
   };
   if (vit) {
-    const auto h = points_.pass(attention_residual_, x + attend(points_.pass(first_norm_name_, first_norm_->forward(x))));
+    const auto h =
+        points_.pass(attention_residual_, x + attend(points_.pass(first_norm_name_, first_norm_->forward(x))));
     return points_.pass(output_residual_, h + feed_forward(points_.pass(second_norm_name_, second_norm_->forward(h))));
   }
   const auto h = points_.pass(first_norm_name_, first_norm_->forward(points_.pass(attention_residual_, x + attend(x))));
-  return points_.pass(second_norm_name_,
-                      second_norm_->forward(points_.pass(output_residual_, h + feed_forward(h))));
+  return points_.pass(second_norm_name_, second_norm_->forward(points_.pass(output_residual_, h + feed_forward(h))));
 }
 
 void EncoderLayerImpl::set_activation_points(ActivationPointsPtr points, std::string prefix) {

@@ -15,9 +15,8 @@ std::map<void*, std::string> parameter_names(const torch::nn::Module& model) {
 
 }  // namespace
 
-void save_training_state(const std::string& path, const torch::nn::Module& model,
-                         const torch::optim::AdamW& optimizer, int64_t step,
-                         const std::map<std::string, at::Generator>& generators,
+void save_training_state(const std::string& path, const torch::nn::Module& model, const torch::optim::AdamW& optimizer,
+                         int64_t step, const std::map<std::string, at::Generator>& generators,
                          const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& p : model.named_parameters()) tensors.emplace_back("model." + p.key(), p.value().detach());
@@ -65,7 +64,8 @@ TrainingState load_training_state(const std::string& path, torch::nn::Module& mo
 
   // Read everything before changing anything: a bad file leaves model and optimizer as they were.
   std::vector<std::pair<at::Tensor, at::Tensor>> copies;  // (target, source)
-  for (const auto& p : model.named_parameters()) copies.emplace_back(p.value(), copy_into("model." + p.key(), p.value()));
+  for (const auto& p : model.named_parameters())
+    copies.emplace_back(p.value(), copy_into("model." + p.key(), p.value()));
   for (const auto& b : model.named_buffers()) copies.emplace_back(b.value(), copy_into("model." + b.key(), b.value()));
   std::vector<std::pair<void*, std::unique_ptr<torch::optim::AdamWParamState>>> moments;
   for (const auto& p : model.named_parameters()) {

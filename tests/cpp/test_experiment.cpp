@@ -27,9 +27,10 @@ fs::path fresh_dir(const std::string& name) {
 }
 
 TEST(Config, YamlScalarsOverridesAndUnknownKeys) {
-  auto c = experiment::parse_yaml("name: x\nseeds: [0, 1]\nlr: 1.0e-3\nflag: true\nquoted: '12'\n"
-                                  "tasks:\n  - {task: vit, train: {steps: 5}}\n  - {task: lm, train: {steps: 7}}\n",
-                                  "test");
+  auto c = experiment::parse_yaml(
+      "name: x\nseeds: [0, 1]\nlr: 1.0e-3\nflag: true\nquoted: '12'\n"
+      "tasks:\n  - {task: vit, train: {steps: 5}}\n  - {task: lm, train: {steps: 7}}\n",
+      "test");
   EXPECT_EQ(c["seeds"], json::array({0, 1}));
   EXPECT_DOUBLE_EQ(c["lr"].get<double>(), 1e-3);
   EXPECT_EQ(c["flag"], true);
@@ -152,8 +153,13 @@ class ToyTask : public experiment::Task {
     const auto c = toy_vit();
     resolved_ = {{"task", "vit"},
                  {"model",
-                  {{"patch_size", c.patch_size}, {"d_model", c.d_model}, {"layers", c.num_layers},
-                   {"heads", c.num_heads}, {"d_ff", c.d_ff}, {"dropout", c.dropout}, {"attention_dropout", 0.0},
+                  {{"patch_size", c.patch_size},
+                   {"d_model", c.d_model},
+                   {"layers", c.num_layers},
+                   {"heads", c.num_heads},
+                   {"d_ff", c.d_ff},
+                   {"dropout", c.dropout},
+                   {"attention_dropout", 0.0},
                    {"init_std", c.init_std}}},
                  {"derived", {{"image_size", 8}, {"channels", 1}, {"num_classes", 3}}}};
   }
@@ -204,8 +210,7 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
   const auto resumed = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
   ASSERT_TRUE(resumed.has_value());
   EXPECT_EQ(tracked_losses(dir / "split"), losses);  // bit for bit
-  for (const char* p : {"fp32", "fp16", "bf16", "w8a8"})
-    EXPECT_EQ((*resumed)[p]["loss"], (*whole)[p]["loss"]) << p;
+  for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) EXPECT_EQ((*resumed)[p]["loss"], (*whole)[p]["loss"]) << p;
   EXPECT_EQ((*resumed)["outliers"]["avg_kurtosis"], (*whole)["outliers"]["avg_kurtosis"]);
 
   // Run again: the result is read back, nothing trains (the state file is not touched).

@@ -26,12 +26,12 @@ TEST(WordPiece, HandWorkedExamples) {
   const data::WordPieceTokenizer wp(path);
   using V = std::vector<std::string>;
   EXPECT_EQ(wp.tokenize("UnAffable, hello!"), (V{"un", "##aff", "##able", ",", "hello", "!"}));
-  EXPECT_EQ(wp.tokenize("Héllo"), (V{"hello"}));                    // NFD, combining accent dropped, lower case
-  EXPECT_EQ(wp.tokenize("abc"), (V{"ab", "##c"}));                   // longest match first: "ab", not "a" + "##b"
-  EXPECT_EQ(wp.tokenize("abx hello"), (V{"[UNK]", "hello"}));        // "##x" missing: the whole word is [UNK]
-  EXPECT_EQ(wp.tokenize("a中b"), (V{"a", "中", "[UNK]"}));             // CJK stands alone; "b" alone is not a word start
+  EXPECT_EQ(wp.tokenize("Héllo"), (V{"hello"}));                      // NFD, combining accent dropped, lower case
+  EXPECT_EQ(wp.tokenize("abc"), (V{"ab", "##c"}));                    // longest match first: "ab", not "a" + "##b"
+  EXPECT_EQ(wp.tokenize("abx hello"), (V{"[UNK]", "hello"}));         // "##x" missing: the whole word is [UNK]
+  EXPECT_EQ(wp.tokenize("a中b"), (V{"a", "中", "[UNK]"}));            // CJK stands alone; "b" alone is not a word start
   EXPECT_EQ(wp.tokenize("hel\x01lo\thello"), (V{"hello", "hello"}));  // control dropped, tab separates
-  EXPECT_EQ(wp.tokenize(std::string(101, 'a')), (V{"[UNK]"}));       // longer than 100 characters
+  EXPECT_EQ(wp.tokenize(std::string(101, 'a')), (V{"[UNK]"}));        // longer than 100 characters
   EXPECT_TRUE(wp.tokenize("  \n ").empty());
   EXPECT_EQ(wp.encode("unaffable!"), (std::vector<int64_t>{5, 6, 7, 9}));
   EXPECT_EQ(wp.id("[MASK]"), 4);

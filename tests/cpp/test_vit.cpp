@@ -58,10 +58,10 @@ TEST(Vit, EveryVariantRunsAndPointsNeverChangeOutputs) {
     points->add_observer([&](const std::string& name, const at::Tensor&) { seen.insert(name); });
     m->set_activation_points(points);
     EXPECT_TRUE(at::equal(m->forward(x), plain)) << variant;
-    for (const char* p : {"vit.embeddings", "vit.encoder.layer.1.layernorm_before",
-                          "vit.encoder.layer.1.attention.attention.context", "vit.encoder.layer.1.attention_residual",
-                          "vit.encoder.layer.1.intermediate.intermediate_act_fn", "vit.encoder.layer.1",
-                          "vit.layernorm"})
+    for (const char* p :
+         {"vit.embeddings", "vit.encoder.layer.1.layernorm_before", "vit.encoder.layer.1.attention.attention.context",
+          "vit.encoder.layer.1.attention_residual", "vit.encoder.layer.1.intermediate.intermediate_act_fn",
+          "vit.encoder.layer.1", "vit.layernorm"})
       EXPECT_TRUE(seen.contains(p)) << variant << " " << p;
     // Real INT8 needs every encoder Linear's input point to be one the model passes.
     for (const auto& item : m->named_modules()) {
@@ -85,8 +85,9 @@ TEST(Vit, TrainingStepsLowerTheLossOnAFixedBatch) {
   o.steps = 30, o.lr = 3e-3, o.warmup = 3;
   auto opt = train::make_adamw(*m, o);
   std::vector<double> losses;
-  train::train(*m, *opt, o, [&](int64_t) { return at::cross_entropy_loss(m->forward(x), y); },
-               [&](const train::StepReport& r) { losses.push_back(r.loss); });
+  train::train(
+      *m, *opt, o, [&](int64_t) { return at::cross_entropy_loss(m->forward(x), y); },
+      [&](const train::StepReport& r) { losses.push_back(r.loss); });
   EXPECT_LT(losses.back(), losses.front() - 0.5);
 }
 
@@ -96,9 +97,9 @@ TEST(EncoderLayer, BertNamesAndPostNorm) {
   o.variant = nn::parse_attention_variant("softmax1");
   nn::EncoderLayer layer(o);
   const auto params = layer->named_parameters();
-  for (const char* name : {"attention.self.query.weight", "attention.output.dense.weight",
-                           "attention.output.LayerNorm.weight", "intermediate.dense.bias", "output.dense.weight",
-                           "output.LayerNorm.bias"})
+  for (const char* name :
+       {"attention.self.query.weight", "attention.output.dense.weight", "attention.output.LayerNorm.weight",
+        "intermediate.dense.bias", "output.dense.weight", "output.LayerNorm.bias"})
     EXPECT_TRUE(params.contains(name)) << name;
   // Post-LN: the output is a LayerNorm output with unit gamma and zero beta: every token has mean 0 and variance 1.
   const auto out = layer->forward(at::randn({2, 5, 8}));
