@@ -147,13 +147,21 @@ std::vector<std::string> Gpt2BpeTokenizer::bpe(const std::string& piece) const {
 }
 
 std::vector<int64_t> Gpt2BpeTokenizer::encode(const std::string& utf8_text) const {
+  std::unordered_map<std::string, std::vector<int64_t>> cache;  // words repeat: merge each distinct piece once
   std::vector<int64_t> ids;
-  for (const auto& piece : pre_tokenize(utf8_text))
-    for (const auto& symbol : bpe(piece)) {
-      const auto it = ids_.find(symbol);
-      if (it == ids_.end()) throw std::runtime_error("GPT-2 BPE: '" + symbol + "' is not in the vocabulary");
-      ids.push_back(it->second);
+  for (const auto& piece : pre_tokenize(utf8_text)) {
+    auto it = cache.find(piece);
+    if (it == cache.end()) {
+      std::vector<int64_t> piece_ids;
+      for (const auto& symbol : bpe(piece)) {
+        const auto id = ids_.find(symbol);
+        if (id == ids_.end()) throw std::runtime_error("GPT-2 BPE: '" + symbol + "' is not in the vocabulary");
+        piece_ids.push_back(id->second);
+      }
+      it = cache.emplace(piece, std::move(piece_ids)).first;
     }
+    ids.insert(ids.end(), it->second.begin(), it->second.end());
+  }
   return ids;
 }
 

@@ -1,5 +1,6 @@
-// The "lm" task: a byte-level OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and
-// evaluated on WikiText-2 valid, each sequence optionally starting with a BOS token as OPT prepends </s>.
+// The "lm" task: an OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and evaluated on
+// WikiText-2 valid, on bytes or GPT-2 BPE tokens (tokenizers/gpt2-*), each sequence optionally starting with a BOS token
+// as OPT prepends </s>.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -9,11 +10,13 @@
 #include "outeffhop/data.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/opt.h"
+#include "outeffhop/tokenizers.h"
 
 namespace outeffhop::experiment {
 namespace {
 
-constexpr int64_t kBos = 256;  // the beginning-of-sequence token after the 256 byte values
+constexpr int64_t kByteBos = 256;     // bytes: the beginning-of-sequence token after the 256 byte values
+constexpr int64_t kGpt2Bos = 50256;   // GPT-2 BPE: <|endoftext|>, which GPT-2 puts between documents
 
 class LmTask : public Task {
  public:
@@ -21,7 +24,11 @@ class LmTask : public Task {
     auto data = config.child("data");
     bos_ = data.get("bos", true);
     seq_ = data.get<int64_t>("seq", 128);
+    tokenizer_ = data.get<std::string>("tokenizer", "bytes");
     data.finish();
+    if (tokenizer_ != "bytes" && tokenizer_ != "gpt2") data.fail("tokenizer", "must be bytes or gpt2");
+    const bool gpt2 = tokenizer_ == "gpt2";
+    bos_id_ = gpt2 ? kGpt2Bos : kByteBos;
     const auto model = read_model_options(config.child("model"), {{"d_model", 128},
                                                                   {"layers", 2},
                                                                   {"heads", 4},
@@ -37,24 +44,35 @@ class LmTask : public Task {
     read_train_options(t, train_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     train_json["batch"] = batch_;
-    resolved_ = {{"task", "lm"},      {"data", {{"bos", bos_}, {"seq", seq_}}},
-                 {"model", model},    {"train", train_json},
-                 {"eval", eval_json}, {"derived", {{"vocab_size", 256 + (bos_ ? 1 : 0)}, {"max_positions", seq_}}}};
+    const int64_t vocab_size = gpt2 ? 50257 : 256 + (bos_ ? 1 : 0);
+    resolved_ = {{"task", "lm"},
+                 {"data", {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}}},
+                 {"model", model},
+                 {"train", train_json},
+                 {"eval", eval_json},
+                 {"derived", {{"vocab_size", vocab_size}, {"max_positions", seq_}}}};
 
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
-    std::fprintf(stderr, "[lm] reading %s and %s\n", books.c_str(), valid.c_str());
-    train_tokens_ = data::byte_tokens(data::read_books(books));
-    eval_ = consecutive_batches(data::byte_tokens(data::read_text_file(valid)));
+    std::fprintf(stderr, "[lm] reading %s and %s (%s tokens)\n", books.c_str(), valid.c_str(), tokenizer_.c_str());
+    std::function<at::Tensor(const std::string&)> tokens = data::byte_tokens;
+    if (gpt2) {
+      auto bpe = std::make_shared<data::Gpt2BpeTokenizer>(data_dir + "/tokenizers/gpt2-vocab.json",
+                                                          data_dir + "/tokenizers/gpt2-merges.txt");
+      tokens = [bpe](const std::string& text) { return at::tensor(bpe->encode(text), at::kLong); };
+    }
+    train_tokens_ = tokens(data::read_books(books));
+    eval_ = consecutive_batches(tokens(data::read_text_file(valid)));
+    std::fprintf(stderr, "[lm] %lld training tokens\n", static_cast<long long>(train_tokens_.size(0)));
   }
 
   std::string label() const override { return "opt-books"; }
   std::string description() const override {
     const auto& m = resolved_["model"];
-    return "byte-level OPT, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
+    return (tokenizer_ == "gpt2" ? "GPT-2-BPE OPT, " : "byte-level OPT, ") + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
            std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
            " steps; books -> WikiText-2 valid";
   }
-  std::string metric_name() const override { return "ppl/byte"; }
+  std::string metric_name() const override { return tokenizer_ == "gpt2" ? "ppl/token" : "ppl/byte"; }
   double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
   bool lower_is_better() const override { return true; }
 
@@ -78,7 +96,7 @@ class LmTask : public Task {
  private:
   // Rows of seq + 1 tokens (seq model positions plus the last target): bytes, or a BOS token and seq bytes.
   at::Tensor with_bos(const at::Tensor& rows) const {
-    return bos_ ? at::cat({at::full({rows.size(0), 1}, kBos, rows.options()), rows}, 1) : rows;
+    return bos_ ? at::cat({at::full({rows.size(0), 1}, bos_id_, rows.options()), rows}, 1) : rows;
   }
   int64_t window() const { return seq_ + 1 - (bos_ ? 1 : 0); }
   static Batch split(const at::Tensor& rows) { return {rows.slice(1, 0, -1), rows.slice(1, 1).reshape({-1})}; }
@@ -105,6 +123,8 @@ class LmTask : public Task {
   }
 
   bool bos_ = true;
+  std::string tokenizer_ = "bytes";
+  int64_t bos_id_ = kByteBos;
   int64_t seq_ = 128, batch_ = 16;
   at::Tensor train_tokens_;
   std::vector<Batch> eval_;
