@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "build_config.h"
@@ -45,6 +46,7 @@ void run(const ExperimentArgs& a) {
   for (const auto& o : a.overrides) experiment::apply_override(raw, o);
   auto config = experiment::read_experiment(experiment::ConfigReader(raw, path));
   std::vector<std::unique_ptr<experiment::Task>> tasks;
+  std::set<std::string> labels;  // each task's runs live in a folder named by its label
   json resolved = config.resolved;
   resolved["tasks"] = json::array();
   for (size_t i = 0; i < config.tasks.size(); ++i) {
@@ -52,6 +54,8 @@ void run(const ExperimentArgs& a) {
         experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)), a.data_dir));
     resolved["tasks"].push_back(tasks.back()->resolved());
     resolved["tasks"].back()["variants"] = config.tasks[i].variants;
+    TORCH_CHECK(labels.insert(tasks.back()->label()).second, path, ": two tasks are both '", tasks.back()->label(),
+                "'; put them in separate experiments (their runs would share one folder)");
   }
   if (a.dump_config) {
     std::cout << resolved.dump(2) << "\n";
@@ -88,8 +92,10 @@ void run(const ExperimentArgs& a) {
     // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
     std::ofstream tracking(task_dir + "/tracking.jsonl");
     for (const auto& variant : config.tasks[i].variants)
-      for (const auto seed : config.seeds)
-        tracking << std::ifstream(task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl").rdbuf();
+      for (const auto seed : config.seeds) {
+        const auto run_tracking = task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl";
+        if (fs::exists(run_tracking) && fs::file_size(run_tracking) > 0) tracking << std::ifstream(run_tracking).rdbuf();
+      }
     tracking.close();
     const auto title = task->label() + ": " + task->description();
     bool plotted = run_plot("tracking", task_dir + "/tracking.jsonl", task_dir + "/training.png", title);

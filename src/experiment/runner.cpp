@@ -222,7 +222,9 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   auto optimizer = train::make_adamw(*model.module, t);
   double train_seconds = 0;
   if (fs::exists(model_path)) {  // trained before; only the evaluation is missing
-    load_module(model_path, *model.module);
+    const auto saved = load_module(model_path, *model.module);
+    TORCH_CHECK(saved.count("config") && saved.at("config") == config.dump(), model_path,
+                ": saved with a different config; delete ", run_dir, " to start this run again");
     std::fprintf(stderr, "%s trained before; evaluating %s\n", tag.c_str(), model_path.c_str());
   } else {
     int64_t first = 0;
