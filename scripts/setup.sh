@@ -14,7 +14,7 @@ TRANSFORMERS_VERSION=5.23.0  # test-only oracle: our OPT must give Hugging Face'
 APT_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   python3 python3-venv python3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libicu-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libicu-dev libsentencepiece-dev zlib1g-dev
   dataset-fashion-mnist
 )
 

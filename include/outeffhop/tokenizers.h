@@ -7,13 +7,20 @@
 // GPT-2's byte-level BPE (Hugging Face's GPT2Tokenizer / tokenizers' ByteLevel + BPE): split the text with GPT-2's
 // pattern (contractions, letters, numbers, other symbols, each optionally after one space; whitespace runs), map each
 // piece's bytes to GPT-2's printable byte alphabet, and merge adjacent symbols by the rank of the merge in merges.txt.
+//
+// A sentencepiece BPE (Kudo & Richardson 2018, the library libsentencepiece): trained on a text file, or loaded.
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace outeffhop::data {
 
@@ -59,6 +66,24 @@ class Gpt2BpeTokenizer {
   std::map<std::pair<std::string, std::string>, int64_t> ranks_;
   std::vector<std::string> byte_symbol_;          // byte -> its symbol (UTF-8 of one code point)
   std::unordered_map<std::string, uint8_t> symbol_byte_;
+};
+
+class SentencePieceBpe {
+ public:
+  // Trains a BPE model of vocab_size pieces (with <unk>, <s>, </s>) on a UTF-8 text file, one sentence or paragraph per
+  // line, and writes model_path. Throws with sentencepiece's message on failure.
+  static void train(const std::string& text_path, const std::string& model_path, int64_t vocab_size);
+
+  explicit SentencePieceBpe(const std::string& model_path);  // throws naming the file when it is not a model
+  ~SentencePieceBpe();
+
+  std::vector<int64_t> encode(const std::string& utf8_text) const;
+  std::string decode(const std::vector<int64_t>& ids) const;
+  int64_t size() const;
+  int64_t bos_id() const;
+
+ private:
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
 };
 
 }  // namespace outeffhop::data

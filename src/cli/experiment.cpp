@@ -51,7 +51,8 @@ void run(const ExperimentArgs& a) {
   resolved["tasks"] = json::array();
   for (size_t i = 0; i < config.tasks.size(); ++i) {
     tasks.push_back(experiment::make_task(
-        experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)), a.data_dir));
+        experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)), a.data_dir,
+        a.runs_dir + "/" + config.name));
     resolved["tasks"].push_back(tasks.back()->resolved());
     resolved["tasks"].back()["variants"] = config.tasks[i].variants;
     TORCH_CHECK(labels.insert(tasks.back()->label()).second, path, ": two tasks are both '", tasks.back()->label(),

@@ -1,10 +1,13 @@
 // The "lm" task: an OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and evaluated on
-// WikiText-2 valid, on bytes or GPT-2 BPE tokens (tokenizers/gpt2-*), each sequence optionally starting with a BOS token
+// WikiText-2 valid, on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a sentencepiece BPE trained on the books (cached
+// with the runs), each sequence optionally starting with a BOS token
 // as OPT prepends </s>.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/data.h"
@@ -18,17 +21,43 @@ namespace {
 constexpr int64_t kByteBos = 256;     // bytes: the beginning-of-sequence token after the 256 byte values
 constexpr int64_t kGpt2Bos = 50256;   // GPT-2 BPE: <|endoftext|>, which GPT-2 puts between documents
 
+// A sentencepiece BPE of vocab_size pieces trained on the books, cached as cache_dir/sentencepiece-bpe-N.model.
+std::string trained_sentencepiece(const std::string& books, int64_t vocab_size, const std::string& cache_dir) {
+  const auto dir = cache_dir.empty() ? (std::filesystem::temp_directory_path() / "outeffhop").string() : cache_dir;
+  std::filesystem::create_directories(dir);
+  const auto model = std::filesystem::absolute(dir + "/sentencepiece-bpe-" + std::to_string(vocab_size) + ".model");
+  if (std::filesystem::exists(model)) return model.string();
+  const auto text = dir + "/sentencepiece-books.txt";
+  std::ofstream(text) << books;
+  std::fprintf(stderr, "[lm] training a sentencepiece BPE of %lld pieces on the books into %s\n",
+               static_cast<long long>(vocab_size), model.c_str());
+  data::SentencePieceBpe::train(text, model.string(), vocab_size);
+  std::filesystem::remove(text);
+  return model.string();
+}
+
 class LmTask : public Task {
  public:
-  LmTask(ConfigReader& config, const std::string& data_dir) {
+  LmTask(ConfigReader& config, const std::string& data_dir, const std::string& cache_dir) {
     auto data = config.child("data");
     bos_ = data.get("bos", true);
     seq_ = data.get<int64_t>("seq", 128);
     tokenizer_ = data.get<std::string>("tokenizer", "bytes");
+    const auto sp_vocab = data.get<int64_t>("sentencepiece_vocab", 8000);
+    auto sp_model = data.get<std::string>("sentencepiece_model", "");
     data.finish();
-    if (tokenizer_ != "bytes" && tokenizer_ != "gpt2") data.fail("tokenizer", "must be bytes or gpt2");
+    if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
+      data.fail("tokenizer", "must be bytes, gpt2 or sentencepiece");
     const bool gpt2 = tokenizer_ == "gpt2";
     bos_id_ = gpt2 ? kGpt2Bos : kByteBos;
+    const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
+    const auto book_text = data::read_books(books);
+    std::shared_ptr<data::SentencePieceBpe> sp;
+    if (tokenizer_ == "sentencepiece") {  // trained on the books once, cached next to the runs
+      if (sp_model.empty()) sp_model = trained_sentencepiece(book_text, sp_vocab, cache_dir);
+      sp = std::make_shared<data::SentencePieceBpe>(sp_model);
+      bos_id_ = sp->bos_id();
+    }
     const auto model = read_model_options(config.child("model"), {{"d_model", 128},
                                                                   {"layers", 2},
                                                                   {"heads", 4},
@@ -44,23 +73,26 @@ class LmTask : public Task {
     read_train_options(t, train_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     train_json["batch"] = batch_;
-    const int64_t vocab_size = gpt2 ? 50257 : 256 + (bos_ ? 1 : 0);
+    const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
+    nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
+    if (sp) data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_model"] = sp_model;
     resolved_ = {{"task", "lm"},
-                 {"data", {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}}},
+                 {"data", data_json},
                  {"model", model},
                  {"train", train_json},
                  {"eval", eval_json},
                  {"derived", {{"vocab_size", vocab_size}, {"max_positions", seq_}}}};
 
-    const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     std::fprintf(stderr, "[lm] reading %s and %s (%s tokens)\n", books.c_str(), valid.c_str(), tokenizer_.c_str());
     std::function<at::Tensor(const std::string&)> tokens = data::byte_tokens;
     if (gpt2) {
       auto bpe = std::make_shared<data::Gpt2BpeTokenizer>(data_dir + "/tokenizers/gpt2-vocab.json",
                                                           data_dir + "/tokenizers/gpt2-merges.txt");
       tokens = [bpe](const std::string& text) { return at::tensor(bpe->encode(text), at::kLong); };
+    } else if (sp) {
+      tokens = [sp](const std::string& text) { return at::tensor(sp->encode(text), at::kLong); };
     }
-    train_tokens_ = tokens(data::read_books(books));
+    train_tokens_ = tokens(book_text);
     eval_ = consecutive_batches(tokens(data::read_text_file(valid)));
     std::fprintf(stderr, "[lm] %lld training tokens\n", static_cast<long long>(train_tokens_.size(0)));
   }
@@ -68,11 +100,13 @@ class LmTask : public Task {
   std::string label() const override { return "opt-books"; }
   std::string description() const override {
     const auto& m = resolved_["model"];
-    return (tokenizer_ == "gpt2" ? "GPT-2-BPE OPT, " : "byte-level OPT, ") + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
+    const std::string kind = tokenizer_ == "gpt2" ? "GPT-2-BPE" : tokenizer_ == "sentencepiece" ? "sentencepiece-BPE"
+                                                                                                  : "byte-level";
+    return kind + " OPT, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
            std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
            " steps; books -> WikiText-2 valid";
   }
-  std::string metric_name() const override { return tokenizer_ == "gpt2" ? "ppl/token" : "ppl/byte"; }
+  std::string metric_name() const override { return tokenizer_ == "bytes" ? "ppl/byte" : "ppl/token"; }
   double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
   bool lower_is_better() const override { return true; }
 
@@ -144,8 +178,8 @@ TaskModel build_lm_model(const nlohmann::json& task, const std::string& variant)
           [model](nn::ActivationPointsPtr p) mutable { model->set_activation_points(std::move(p)); }};
 }
 
-std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir) {
-  return std::make_unique<LmTask>(config, data_dir);
+std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir, const std::string& cache_dir) {
+  return std::make_unique<LmTask>(config, data_dir, cache_dir);
 }
 
 }  // namespace outeffhop::experiment

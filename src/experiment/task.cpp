@@ -5,7 +5,7 @@
 
 namespace outeffhop::experiment {
 
-std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir);
+std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data_dir, const std::string& cache_dir);
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_marker_copy_task(ConfigReader& config);
 std::unique_ptr<Task> make_bert_task(ConfigReader& config, const std::string& data_dir);
@@ -77,12 +77,12 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
               {"int8", e.int8}};
 }
 
-std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir) {
+std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir) {
   const auto kind = config.required<std::string>("task");
   config.get<nlohmann::json>("derived", {});  // filled in from the data by the runner; ignored on input
   std::unique_ptr<Task> task;
   if (kind == "lm") {
-    task = make_lm_task(config, data_dir);
+    task = make_lm_task(config, data_dir, cache_dir);
   } else if (kind == "vit") {
     task = make_vit_task(config, data_dir);
   } else if (kind == "bert") {

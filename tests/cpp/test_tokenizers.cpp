@@ -1,3 +1,4 @@
+// sentencepiece BPE: trained on a small corpus, round trip, byte fallback, errors.
 // GPT-2 byte-level BPE: hand-worked pre-tokenization and merges, round trip and known ids on the real vocabulary.
 // WordPiece on hand-worked examples with a tiny vocabulary: greedy longest match with ## continuations, a word with an
 // unknown piece becomes [UNK] as a whole, punctuation stands alone, accents and case are normalised away, CJK is
@@ -6,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
 
 #include "outeffhop/tokenizers.h"
 #include "test_util.h"
@@ -76,6 +78,34 @@ TEST(Gpt2Bpe, RoundTripOnTheRealVocabulary) {
   const std::string text = "Outlier-efficient   Hopfield layers\n\tdon't grow outliers: 3.14159, Ünïcödé 中文 😀 ";
   EXPECT_EQ(bpe.decode(bpe.encode(text)), text);
   EXPECT_EQ(bpe.encode("Hello world"), (std::vector<int64_t>{15496, 995}));  // GPT-2's well-known ids
+}
+
+TEST(SentencePiece, TrainEncodeDecodeAndErrors) {
+  const auto dir = std::filesystem::temp_directory_path() / ("outeffhop_sp_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto text = (dir / "corpus.txt").string(), model = (dir / "bpe.model").string();
+  {
+    std::ofstream out(text);
+    const char* words[] = {"outlier", "efficient", "hopfield", "layers", "attention", "softmax", "quantization",
+                           "heads", "abstain", "memory", "retrieval", "energy", "tokens", "model", "the", "a"};
+    for (int line = 0; line < 2000; ++line) {
+      for (int w = 0; w < 12; ++w) out << (w ? " " : "") << words[(line * 7 + w * 3 + line / 5) % 16];
+      out << ".\n";
+    }
+  }
+  data::SentencePieceBpe::train(text, model, 360);
+  const data::SentencePieceBpe sp(model);
+  EXPECT_EQ(sp.size(), 360);
+  const std::string sentence = "the outlier efficient hopfield layers abstain.";
+  const auto ids = sp.encode(sentence);
+  EXPECT_LT(ids.size(), sentence.size() * 3 / 4);  // merges learned: fewer pieces than characters
+  EXPECT_EQ(sp.decode(ids), sentence);
+  EXPECT_EQ(sp.decode(sp.encode("zebra q!")), "zebra q!");  // unseen characters: byte fallback
+  EXPECT_GE(sp.bos_id(), 0);
+  EXPECT_THROW(sp.decode({-1}), std::runtime_error);
+  EXPECT_THROW(data::SentencePieceBpe{text}, std::runtime_error);  // not a model
+  EXPECT_THROW(data::SentencePieceBpe::train(text, (dir / "x.bin").string(), 320), std::runtime_error);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

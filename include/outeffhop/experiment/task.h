@@ -77,9 +77,10 @@ class Task {
   nlohmann::json resolved_;
 };
 
-// Reads one task entry of a config (task: lm | vit, with model / data / train / eval sections) and loads its data.
-// data_dir: where ../shared/data-style datasets live.
-std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir);
+// Reads one task entry of a config (task: lm | bert | vit | marker-copy, with model / data / train / eval sections) and
+// loads its data. data_dir: where ../shared/data-style datasets live; cache_dir: where a task keeps what it derives
+// from the data (a trained sentencepiece model; empty: the system's temporary directory).
+std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir = "");
 
 // The model of a resolved task config (Task::resolved(), also saved in every checkpoint's "config" metadata) with an
 // attention variant, built without loading any data: for evaluating and inspecting saved models.
