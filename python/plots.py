@@ -1,6 +1,6 @@
 """PNG figures from the files the outeffhop CLI writes. Usage:
     plots.py memory RESULTS.csv OUT.png TITLE
-    plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop lm --out DIR writes DIR/tracking.jsonl)
+    plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop experiment writes RUNS_DIR/NAME/TASK/tracking.jsonl)
     plots.py layers RUNS.json OUT.png TITLE            (outeffhop experiment writes RUNS_DIR/NAME/TASK/runs.json)
     plots.py components RUNS.json OUT.png TITLE"""
 import csv
