@@ -25,20 +25,10 @@ class BertTask : public Task {
     const auto vocab = data.get<std::string>("vocab", "tokenizers/bert-base-uncased-vocab.txt");
     data.finish();
     if (seq_ < 8 || mask_rate_ <= 0 || mask_rate_ >= 1) data.fail("", "needs seq >= 8 and mask_rate in (0, 1)");
-    const auto model = read_model_options(config.child("model"), {{"d_model", 128},
-                                                                  {"layers", 2},
-                                                                  {"heads", 4},
-                                                                  {"d_ff", 512},
-                                                                  {"dropout", 0.0},
-                                                                  {"attention_dropout", 0.0},
-                                                                  {"init_std", 0.02}});
-    auto t = config.child("train");
-    batch_ = t.get<int64_t>("batch", 32);
-    if (batch_ < 1) t.fail("batch", "must be >= 1");
+    const auto model = read_model_options(config.child("model"), transformer_model_defaults(128, 512));
     nlohmann::json train_json, eval_json;
-    read_train_options(t, train_, train_json);
+    read_train_options(config.child("train"), train_, batch_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
-    train_json["batch"] = batch_;
 
     const auto vocab_path = vocab.empty() || vocab.front() == '/' ? vocab : data_dir + "/" + vocab;
     tokenizer_ = std::make_unique<data::WordPieceTokenizer>(vocab_path);

@@ -9,9 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "outeffhop/analysis/int8_linear.h"
+#include "opt_task.h"
 #include "outeffhop/data.h"
-#include "outeffhop/experiment/task.h"
 #include "outeffhop/models/opt.h"
 #include "outeffhop/tokenizers.h"
 
@@ -36,7 +35,7 @@ std::string trained_sentencepiece(const std::string& books, int64_t vocab_size, 
   return model.string();
 }
 
-class LmTask : public Task {
+class LmTask : public OptTask {
  public:
   LmTask(ConfigReader& config, const std::string& data_dir, const std::string& cache_dir) {
     auto data = config.child("data");
@@ -58,21 +57,11 @@ class LmTask : public Task {
       sp = std::make_shared<data::SentencePieceBpe>(sp_model);
       bos_id_ = sp->bos_id();
     }
-    const auto model = read_model_options(config.child("model"), {{"d_model", 128},
-                                                                  {"layers", 2},
-                                                                  {"heads", 4},
-                                                                  {"d_ff", 512},
-                                                                  {"dropout", 0.0},
-                                                                  {"attention_dropout", 0.0},
-                                                                  {"init_std", 0.02}});
+    const auto model = read_model_options(config.child("model"), transformer_model_defaults(128, 512));
     if (seq_ < 2) data.fail("seq", "must be >= 2");
-    auto t = config.child("train");
-    batch_ = t.get<int64_t>("batch", 16);
-    if (batch_ < 1) t.fail("batch", "must be >= 1");
     nlohmann::json train_json, eval_json;
-    read_train_options(t, train_, train_json);
+    read_train_options(config.child("train"), train_, batch_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
-    train_json["batch"] = batch_;
     const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
     nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
     if (sp) data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_model"] = sp_model;
@@ -115,17 +104,6 @@ class LmTask : public Task {
   Batch train_batch(at::Generator& gen) const override { return split(random_windows(gen)); }
   const std::vector<Batch>& eval_batches() const override { return eval_; }
 
-  analysis::OutlierRows outlier_rows(const std::string& point) const override {
-    return analysis::opt_outlier_rows(point);
-  }
-  std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel& model) const override {
-    const auto params = model.module->named_parameters();
-    return {{"model.decoder.embed_tokens", params["model.decoder.embed_tokens.weight"]},
-            {"model.decoder.embed_positions", params["model.decoder.embed_positions.weight"]}};
-  }
-  std::function<std::string(const std::string&)> int8_input_point() const override {
-    return analysis::opt_linear_input_point;
-  }
 
  private:
   // Rows of seq + 1 tokens (seq model positions plus the last target): bytes, or a BOS token and seq bytes.

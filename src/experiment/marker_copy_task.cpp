@@ -7,13 +7,12 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "outeffhop/analysis/int8_linear.h"
-#include "outeffhop/experiment/task.h"
+#include "opt_task.h"
 
 namespace outeffhop::experiment {
 namespace {
 
-class MarkerCopyTask : public Task {
+class MarkerCopyTask : public OptTask {
  public:
   MarkerCopyTask(ConfigReader& config) {
     auto data = config.child("data");
@@ -23,20 +22,10 @@ class MarkerCopyTask : public Task {
     data.finish();
     if (tokens_ < 2 || seq_ < 4 || marker_rate_ <= 0 || marker_rate_ >= 0.5)
       data.fail("", "needs tokens >= 2, seq >= 4 and marker_rate in (0, 0.5)");
-    const auto model = read_model_options(config.child("model"), {{"d_model", 64},
-                                                                  {"layers", 2},
-                                                                  {"heads", 4},
-                                                                  {"d_ff", 256},
-                                                                  {"dropout", 0.0},
-                                                                  {"attention_dropout", 0.0},
-                                                                  {"init_std", 0.02}});
-    auto t = config.child("train");
-    batch_ = t.get<int64_t>("batch", 32);
-    if (batch_ < 1) t.fail("batch", "must be >= 1");
+    const auto model = read_model_options(config.child("model"), transformer_model_defaults(64, 256));
     nlohmann::json train_json, eval_json;
-    read_train_options(t, train_, train_json);
+    read_train_options(config.child("train"), train_, batch_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
-    train_json["batch"] = batch_;
     // Token ids: 0..tokens-1 content, tokens = the marker, tokens + 1 = BOS.
     resolved_ = {{"task", "marker-copy"}, {"data", {{"tokens", tokens_}, {"seq", seq_}, {"marker_rate", marker_rate_}}},
                  {"model", model},        {"train", train_json},
@@ -56,23 +45,8 @@ class MarkerCopyTask : public Task {
   bool lower_is_better() const override { return false; }
 
   TaskModel build(const std::string& variant) const override { return build_model(resolved_, variant); }
-  Batch train_batch(at::Generator& gen) const override {
-    auto b = sample(gen);
-    b.scored = at::Tensor();
-    return b;
-  }
+  Batch train_batch(at::Generator& gen) const override { return sample(gen); }  // training ignores `scored`
   const std::vector<Batch>& eval_batches() const override { return eval_; }
-  analysis::OutlierRows outlier_rows(const std::string& point) const override {
-    return analysis::opt_outlier_rows(point);
-  }
-  std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel& model) const override {
-    const auto params = model.module->named_parameters();
-    return {{"model.decoder.embed_tokens", params["model.decoder.embed_tokens.weight"]},
-            {"model.decoder.embed_positions", params["model.decoder.embed_positions.weight"]}};
-  }
-  std::function<std::string(const std::string&)> int8_input_point() const override {
-    return analysis::opt_linear_input_point;
-  }
 
  private:
   // batch x (seq + 1) tokens: BOS, then random content with markers (never at positions 1 or the last), each

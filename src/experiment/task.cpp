@@ -37,7 +37,13 @@ nlohmann::json read_model_options(ConfigReader c, const nlohmann::json& defaults
   return model;
 }
 
-void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& resolved) {
+nlohmann::json transformer_model_defaults(int64_t d_model, int64_t d_ff) {
+  return {{"d_model", d_model}, {"layers", 2},          {"heads", 4},      {"d_ff", d_ff},
+          {"dropout", 0.0},     {"attention_dropout", 0.0}, {"init_std", 0.02}};
+}
+
+void read_train_options(ConfigReader c, train::TrainOptions& t, int64_t& batch, nlohmann::json& resolved) {
+  batch = c.get("batch", batch);
   t.steps = c.get("steps", t.steps);
   t.lr = c.get("lr", t.lr);
   t.weight_decay = c.get("weight_decay", t.weight_decay);
@@ -48,11 +54,12 @@ void read_train_options(ConfigReader c, train::TrainOptions& t, nlohmann::json& 
   t.schedule = c.get("schedule", t.schedule);
   t.clip = c.get("clip", t.clip);
   c.finish();
-  if (t.steps < 1 || t.lr <= 0 || t.weight_decay < 0 || t.warmup < 0)
-    c.fail("", "needs steps >= 1, lr > 0, weight_decay >= 0, warmup >= 0");
+  if (batch < 1 || t.steps < 1 || t.lr <= 0 || t.weight_decay < 0 || t.warmup < 0)
+    c.fail("", "needs batch >= 1, steps >= 1, lr > 0, weight_decay >= 0, warmup >= 0");
   if (t.schedule != "linear" && t.schedule != "cosine" && t.schedule != "constant")
     c.fail("schedule", "must be linear, cosine or constant, got '" + t.schedule + "'");
-  resolved.update({{"steps", t.steps},
+  resolved.update({{"batch", batch},
+                   {"steps", t.steps},
                    {"lr", t.lr},
                    {"weight_decay", t.weight_decay},
                    {"beta1", t.beta1},

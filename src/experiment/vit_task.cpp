@@ -20,23 +20,16 @@ class VitTask : public Task {
     auto data = config.child("data");
     dataset_ = data.get<std::string>("dataset", "fashion-mnist");
     data.finish();
-    const auto model = read_model_options(config.child("model"), {{"patch_size", 4},
-                                                                  {"d_model", 64},
-                                                                  {"layers", 2},
-                                                                  {"heads", 4},
-                                                                  {"d_ff", 256},
-                                                                  {"dropout", 0.0},
-                                                                  {"attention_dropout", 0.0},
-                                                                  {"init_std", 0.02}});
+    auto model_defaults = transformer_model_defaults(64, 256);
+    model_defaults["patch_size"] = 4;
+    const auto model = read_model_options(config.child("model"), model_defaults);
     auto t = config.child("train");
-    batch_ = t.get<int64_t>("batch", 64);
     label_smoothing_ = t.get("label_smoothing", 0.1);  // the paper's ViT setup
-    if (batch_ < 1 || label_smoothing_ < 0 || label_smoothing_ >= 1)
-      t.fail("", "needs batch >= 1 and label_smoothing in [0, 1)");
+    if (label_smoothing_ < 0 || label_smoothing_ >= 1) t.fail("label_smoothing", "must be in [0, 1)");
     nlohmann::json train_json, eval_json;
-    read_train_options(t, train_, train_json);
+    read_train_options(t, train_, batch_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
-    train_json["batch"] = batch_, train_json["label_smoothing"] = label_smoothing_;
+    train_json["label_smoothing"] = label_smoothing_;
 
     std::fprintf(stderr, "[vit] loading %s\n", dataset_.c_str());
     auto train = data::load_images(dataset_, data::Split::kTrain, data_dir);

@@ -44,7 +44,9 @@ class ConfigReader {
   void finish() const;
 
   [[noreturn]] void fail(const std::string& key, const std::string& what) const;
-  std::string full(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  std::string full(const std::string& key) const {
+    return path_.empty() ? key : key.empty() ? path_ : path_ + "." + key;
+  }
 
  private:
   const nlohmann::json& at(const std::string& key);

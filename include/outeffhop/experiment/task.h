@@ -24,7 +24,7 @@ namespace outeffhop::experiment {
 struct Batch {
   at::Tensor input;   // what the model's forward takes
   at::Tensor target;  // int64 class ids, one per row of the flattened logits
-  at::Tensor scored = {};  // evaluation only: int64 indices of the rows that count (undefined: every row)
+  at::Tensor scored = {};  // evaluation: int64 indices of the rows that count (undefined: every row); training ignores it
 };
 
 // A built model: the module (parameters under Hugging Face's names), its forward to logits (... x classes) and its
@@ -89,7 +89,11 @@ TaskModel build_model(const nlohmann::json& task_config, const std::string& vari
 // Shared by the tasks: the model section (every key of `defaults`, each with the type of its default), resolved;
 // and the train / eval sections of a task config, into the task's options and resolved config.
 nlohmann::json read_model_options(ConfigReader config, const nlohmann::json& defaults);
-void read_train_options(ConfigReader config, train::TrainOptions& train, nlohmann::json& resolved);
+// The model keys every transformer task has (d_model, layers = 2, heads = 4, d_ff, dropouts 0, init_std 0.02), as
+// defaults for read_model_options.
+nlohmann::json transformer_model_defaults(int64_t d_model, int64_t d_ff);
+// batch: its default in, the configured value (>= 1) out; resolved gets it with the trainer's options.
+void read_train_options(ConfigReader config, train::TrainOptions& train, int64_t& batch, nlohmann::json& resolved);
 void read_evaluation_options(ConfigReader config, EvaluationOptions& evaluation, nlohmann::json& resolved);
 
 }  // namespace outeffhop::experiment
