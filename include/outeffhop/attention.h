@@ -36,6 +36,11 @@ at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, con
                                    std::optional<std::pair<double, double>> clip = std::nullopt,
                                    const std::function<at::Tensor(const at::Tensor&)>& scores_transform = nullptr);
 
+// The scaled scores q k^T * scale (B x H x Lq x Lk) with the mask and the causal rule applied (hidden entries -inf),
+// as attention_probabilities computes them: the input of any other probability map (sparsemax, entmax).
+at::Tensor attention_scores(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt = {},
+                            const std::function<at::Tensor(const at::Tensor&)>& scores_transform = nullptr);
+
 namespace reference {
 // float64 oracle through the identity: softmax_n attention = softmax attention over [K; 0], [V; 0] whose extra key
 // has logit log n (or sink_h). Returns (out, lse).

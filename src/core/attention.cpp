@@ -152,6 +152,12 @@ at::Tensor attention_probabilities(const at::Tensor& q, const at::Tensor& k, con
   return at::clamp(p * (eta - gamma) + gamma, 0.0, 1.0).masked_fill(at::isneginf(scores), 0.0);
 }
 
+at::Tensor attention_scores(const at::Tensor& q, const at::Tensor& k, const AttentionOptions& opt,
+                            const std::function<at::Tensor(const at::Tensor&)>& scores_transform) {
+  detail::check_attention_args(q, k, k, opt.attn_mask, opt.sink, opt.n, opt.scale);
+  return masked_scores(q, k, opt.attn_mask, opt.causal, opt.scale, scores_transform);
+}
+
 namespace {
 using AttentionOp = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                                        const std::optional<at::Tensor>&,

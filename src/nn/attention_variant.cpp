@@ -13,7 +13,7 @@ namespace {
 constexpr const char* kWhat = "attention variant";
 constexpr const char* kKnown =
     "softmax, softmax1, softmax_n(N), sink, clipped(GAMMA,ETA), clipped_softmax1(GAMMA,ETA), "
-    "gated(linear|mlp[,BIAS]), gated_softmax1(linear|mlp[,BIAS])";
+    "gated(linear|mlp[,BIAS]), gated_softmax1(linear|mlp[,BIAS]), sparsemax, entmax15, entmax_alpha";
 
 double number(const std::string& spec, const std::string& text) { return detail::parse_number(spec, text, kWhat); }
 void expect_args(const std::string& spec, const std::vector<std::string>& args, size_t min, size_t max) {
@@ -51,6 +51,11 @@ AttentionVariant parse_attention_variant(const std::string& spec) {
                 "': the gate is linear or mlp, got '", args[0], "'");
     v.gate = args[0] == "linear" ? GateKind::kLinear : GateKind::kMlp;
     if (args.size() == 2) v.gate_bias_init = number(spec, args[1]);
+  } else if (name == "sparsemax" || name == "entmax15" || name == "entmax_alpha") {
+    expect_args(spec, args, 0, 0);
+    v.sparse = name == "sparsemax"  ? SparseMap::kSparsemax
+               : name == "entmax15" ? SparseMap::kEntmax15
+                                    : SparseMap::kEntmaxAlpha;
   } else {
     TORCH_CHECK(false, "unknown attention variant '", spec, "'; known: ", kKnown);
   }
@@ -60,7 +65,11 @@ AttentionVariant parse_attention_variant(const std::string& spec) {
 std::string AttentionVariant::name() const {
   std::ostringstream out;
   const bool one = n == 1.0;
-  if (clipped) {
+  if (sparse != SparseMap::kNone) {
+    out << (sparse == SparseMap::kSparsemax  ? "sparsemax"
+            : sparse == SparseMap::kEntmax15 ? "entmax15"
+                                             : "entmax_alpha");
+  } else if (clipped) {
     out << (one ? "clipped_softmax1(" : "clipped(") << gamma << "," << eta << ")";
   } else if (gate != GateKind::kNone) {
     out << (one ? "gated_softmax1(" : "gated(") << (gate == GateKind::kLinear ? "linear" : "mlp") << ","

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "outeffhop/attention.h"
+#include "outeffhop/sparse_maps.h"
 
 namespace outeffhop::nn {
 namespace {
@@ -55,6 +56,11 @@ MultiheadAttentionImpl::MultiheadAttentionImpl(MultiheadAttentionOptions options
   value_ = register_module(o.names.value, linear(kv));
   if (!o.names.out.empty()) out_ = register_module(o.names.out, linear(o.embed_dim));
   if (o.variant.sink) sink_ = register_parameter("sink", torch::zeros({o.num_heads}));  // n_h = e^0 = 1 at start
+  TORCH_CHECK(o.variant.sparse == SparseMap::kNone || (o.variant.n == 0 && !o.variant.sink && !o.variant.clipped),
+              "MultiheadAttention: a sparse map (", o.variant.name(),
+              ") replaces softmax_n: n, sink and clipping must be off");
+  if (o.variant.sparse == SparseMap::kEntmaxAlpha)  // alpha = 1.5 at start
+    entmax_alpha_logit_ = register_parameter("entmax_alpha_logit", torch::zeros({o.num_heads}));
   if (o.variant.gate != GateKind::kNone) {
     alpha_ = register_module("alpha", torch::nn::ModuleList());
     for (int64_t h = 0; h < o.num_heads; ++h) {
@@ -99,7 +105,14 @@ MultiheadAttentionImpl::Heads MultiheadAttentionImpl::project(const at::Tensor& 
 at::Tensor MultiheadAttentionImpl::eager_probabilities(const Heads& heads, bool causal) {
   std::function<at::Tensor(const at::Tensor&)> scores_point;
   if (points_.points) scores_point = [this](const at::Tensor& s) { return points_.pass("attn_scores", s); };
-  return attention_probabilities(heads.q, heads.k, op_options(heads, causal), clip(), scores_point);
+  const auto sparse = options_.variant.sparse;
+  if (sparse == SparseMap::kNone)
+    return attention_probabilities(heads.q, heads.k, op_options(heads, causal), clip(), scores_point);
+  const auto scores = attention_scores(heads.q, heads.k, op_options(heads, causal), scores_point);
+  if (sparse == SparseMap::kSparsemax) return sparsemax(scores);
+  if (sparse == SparseMap::kEntmax15) return entmax15(scores);
+  const auto alpha = 1 + at::sigmoid(entmax_alpha_logit_).to(scores.scalar_type()).view({1, -1, 1, 1});
+  return entmax_bisect(scores, alpha);
 }
 
 AttentionOptions MultiheadAttentionImpl::op_options(const Heads& heads, bool causal) const {
@@ -132,7 +145,7 @@ at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Te
   const auto heads = project(query, key_value, key_padding_mask, attn_mask);
   at::Tensor out;
   const bool dropout = is_training() && options_.dropout > 0;
-  if (dropout || points_.transforming()) {
+  if (dropout || points_.transforming() || variant.sparse != SparseMap::kNone) {
     auto p = points_.pass("attn_probs", eager_probabilities(heads, causal));
     if (dropout)
       p = torch::nn::functional::dropout(p, torch::nn::functional::DropoutFuncOptions().p(options_.dropout));

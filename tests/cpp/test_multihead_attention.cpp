@@ -8,6 +8,7 @@
 
 #include "outeffhop/nn/attention_variant.h"
 #include "outeffhop/nn/multihead_attention.h"
+#include "outeffhop/sparse_maps.h"
 #include "test_util.h"
 
 namespace outeffhop::nn {
@@ -17,7 +18,7 @@ using namespace outeffhop::testing;
 
 const std::vector<std::string> kVariants = {
     "softmax",   "softmax1",     "softmax_n(3)",   "sink",           "clipped(-0.025,1)", "clipped_softmax1(-0.025,1)",
-    "gated(linear)", "gated(mlp)", "gated_softmax1(linear)"};
+    "gated(linear)", "gated(mlp)", "gated_softmax1(linear)", "sparsemax", "entmax15", "entmax_alpha"};
 
 MultiheadAttention make(const std::string& variant, double dropout = 0.0,
                         ProjectionNames names = ProjectionNames::opt(), int64_t kv_dim = 0) {
@@ -67,6 +68,10 @@ TEST(MultiheadAttention, EveryVariantChangesTheOutput) {
       torch::NoGradGuard no_grad;
       m->named_parameters()["sink"].fill_(2.0);  // a sink of 0 is exactly softmax_1 (tested below)
     }
+    if (spec == "entmax_alpha") {
+      torch::NoGradGuard no_grad;
+      m->named_parameters()["entmax_alpha_logit"].fill_(-1.0);  // alpha 1.5 (logit 0) is entmax15 (tested below)
+    }
     outs.push_back(m->forward(x));
   }
   for (size_t a = 0; a < outs.size(); ++a)
@@ -108,6 +113,29 @@ TEST(MultiheadAttention, ClippedSoftmax1UsesSoftmax1) {
   // softmax_1 rows keep mass for the no-op key; softmax rows sum to one.
   EXPECT_LT(plain1->probabilities(x).sum(-1).max().item<double>(), 1.0 - 1e-3);
   EXPECT_LE(max_abs_diff(plain0->probabilities(x).sum(-1), at::ones({1, 4, 6})), kTolF32);
+}
+
+TEST(MultiheadAttention, SparseMapsMatchTheBisectionOracle) {
+  // Oracle: scores from the projections in float64 by hand, then the float64 bisection (independent of the sort-based
+  // sparsemax / entmax15 kernels and of the module's code path). entmax_alpha starts at alpha = 1.5.
+  const auto x = torch::randn({2, 6, 16});
+  const auto padding = torch::rand({2, 6}) > 0.3;
+  for (const auto& [spec, alpha] :
+       {std::pair{"sparsemax", 2.0}, std::pair{"entmax15", 1.5}, std::pair{"entmax_alpha", 1.5}}) {
+    auto m = make(spec);
+    auto params = m->named_parameters();
+    auto heads = [&](const std::string& name) {
+      const auto y = at::linear(x.to(at::kDouble), params[name + ".weight"].to(at::kDouble),
+                                params[name + ".bias"].to(at::kDouble));
+      return y.view({2, 6, 4, 4}).transpose(1, 2);
+    };
+    auto scores = at::matmul(heads("q_proj"), heads("k_proj").transpose(-2, -1)) / 2.0;  // 1/sqrt(head dim 4)
+    scores = scores.masked_fill(padding.logical_not().view({2, 1, 1, 6}), -INFINITY);
+    const auto expected = reference::entmax_by_bisection(scores, at::full({}, alpha, scores.options()), -1);
+    const auto p = m->probabilities(x, {}, padding);
+    EXPECT_LE(max_abs_diff(p, expected), kTolF32) << spec;
+    EXPECT_GT((p == 0).logical_and(padding.view({2, 1, 1, 6})).sum().item<int64_t>(), 0) << spec << " is not sparse";
+  }
 }
 
 TEST(MultiheadAttention, ParameterNamesFollowHuggingFaceAndTheReference) {

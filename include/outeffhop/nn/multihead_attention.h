@@ -1,6 +1,7 @@
 // Multi-head attention with any variant of attention_variant.h. Projections are named like Hugging Face's OPT
 // (q_proj, k_proj, v_proj, out_proj) or BERT/ViT (query, key, value; the output dense layer lives in the caller's
-// block), so checkpoints map one to one; gates are `alpha.{h}` as in Bondarenko et al.'s code, the sink is `sink`.
+// block), so checkpoints map one to one; gates are `alpha.{h}` as in Bondarenko et al.'s code, the sink is `sink`,
+// entmax_alpha's per-head logits are `entmax_alpha_logit`.
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
@@ -69,6 +70,7 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   int64_t head_dim_ = 0;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, out_{nullptr};
   at::Tensor sink_;
+  at::Tensor entmax_alpha_logit_;  // H, entmax_alpha only: alpha_h = 1 + sigmoid(a_h)
   torch::nn::ModuleList alpha_{nullptr};
   std::vector<torch::nn::AnyModule> gates_;  // the modules of alpha_, callable
   PointsHandle points_;
