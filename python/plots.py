@@ -119,7 +119,7 @@ def components(runs_json, out_png, title):
     marker = None
     for r in runs:
         for m in r["outliers"]["modules"]:
-            for word in ("layers", "layer", "blocks"):
+            for word in ("layers", "layer", "blocks", "encode_blocks"):
                 if f".{word}.{last}." in m["module"] or m["module"].endswith(f".{word}.{last}"):
                     marker = f".{word}.{last}"
     names = []

@@ -1,4 +1,4 @@
-// Training loop pieces shared by the models: the paper's AdamW decay groups, warmup + linear/cosine schedules,
+// Training loop pieces shared by the models: the paper's AdamW decay groups, warmup + linear/cosine/step schedules,
 // global gradient-norm clipping, and a step loop that reports every step.
 #pragma once
 #include <torch/nn/module.h>
@@ -16,7 +16,9 @@ struct TrainOptions {
   double weight_decay = 0.1;
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
   int64_t warmup = 0;                // steps of linear warmup from 0
-  std::string schedule = "linear";  // after warmup: linear (to 0 at `steps`), cosine (to 0), constant
+  std::string schedule = "linear";  // after warmup: linear (to 0 at `steps`), cosine (to 0), constant, halving
+  int64_t halve_every = 0;           // halving: lr halves every K steps after warmup ...
+  int64_t halvings = 5;              // ... at most this many times (STanHop: after epochs 2, 4, 6, 8, 10)
   double clip = 1.0;                 // max global gradient norm; <= 0 disables clipping
 };
 

@@ -46,7 +46,7 @@ OutlierSummary summarize(const std::vector<ModuleOutliers>& modules) {
 OutlierSummary OutlierStats::summary() const { return summarize(modules()); }
 
 std::map<int64_t, OutlierSummary> OutlierStats::per_layer() const {
-  static const std::regex layer_number(R"((?:^|\.)(?:layers?|blocks|h)\.(\d+)(?:\.|$))");
+  static const std::regex layer_number(R"((?:^|\.)(?:layers?|blocks|h|encode_blocks)\.(\d+)(?:\.|$))");
   std::map<int64_t, std::vector<ModuleOutliers>> groups;
   for (const auto& m : modules()) {
     std::smatch match;

@@ -50,14 +50,20 @@ void add_eval(CLI::App& app) {
       std::cout << result.dump(1) << "\n";
       return;
     }
-    std::printf("%s (%s, %s)\n| precision | %s | KL vs FP32 (mnats) | same top-1 %% |\n|---|---|---|---|\n",
-                a->checkpoint.c_str(), task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
-                task->metric_name().c_str());
+    const bool values = task->regression();
+    std::printf("%s (%s, %s)\n| precision | %s | %s |\n|---|---|---|---|\n", a->checkpoint.c_str(),
+                task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
+                task->metric_name().c_str(),
+                values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"}) {
       if (!result.contains(p)) continue;
       const auto& r = result[p];
-      std::printf("| %s | %.4f | %.3f | %.2f |\n", p, r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
-                  100 * r.value("same_top1", 1.0));
+      if (values)
+        std::printf("| %s | %.4f | %.4f | %.3f |\n", p, r["metric"].get<double>(), r["mae"].get<double>(),
+                    100 * r.value("output_change", 0.0));
+      else
+        std::printf("| %s | %.4f | %.3f | %.2f |\n", p, r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
+                    100 * r.value("same_top1", 1.0));
     }
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
                 result["outliers"]["max_inf_norm"].get<double>());

@@ -27,32 +27,51 @@ namespace {
 
 using nlohmann::json;
 
-// Mean loss and accuracy over the evaluation batches and, against reference log-probabilities, KL(ref || this) per
-// prediction and how often both put their top-1 on the same class.
-json evaluate(const Task& task, TaskModel& model, const std::vector<at::Tensor>* reference,
-              std::vector<at::Tensor>* log_probs_out = nullptr) {
+// Means over batches (weighted by their rows) of the loss and the task's measures, and against reference outputs how
+// far this model's are from them. Class logits: accuracy; KL(ref || this) per prediction and how often both put
+// their top-1 on the same class. Values (forecasting): MSE (the loss) and MAE; the relative change ||y - y_ref|| /
+// ||y_ref||. outputs_out receives what a later call compares with (log-probabilities or values).
+json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
+              const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* outputs_out = nullptr) {
   torch::NoGradGuard no_grad;
   model.module->eval();
-  double loss = 0, accuracy = 0, kl = 0, same_top1 = 0;
-  const auto& batches = task.eval_batches();
+  std::map<std::string, double> sum;
+  double rows = 0;
   for (size_t i = 0; i < batches.size(); ++i) {
-    const auto logits = model.logits(batches[i].input);
-    auto log_p = at::log_softmax(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), -1);
-    auto target = batches[i].target;
-    if (batches[i].scored.defined())
-      log_p = log_p.index_select(0, batches[i].scored), target = target.index_select(0, batches[i].scored);
-    loss += -log_p.gather(-1, target.unsqueeze(-1)).mean().item<double>();
-    accuracy += log_p.argmax(-1).eq(target).to(at::kDouble).mean().item<double>();
-    if (reference) {
-      const auto& ref = (*reference)[i];
-      kl += (ref.exp() * (ref - log_p)).sum(-1).mean().item<double>();
-      same_top1 += ref.argmax(-1).eq(log_p.argmax(-1)).to(at::kDouble).mean().item<double>();
+    const auto& batch = batches[i];
+    const double w = static_cast<double>(batch.input.size(0));
+    const auto output = model.logits(batch.input).to(at::kFloat);
+    at::Tensor kept;
+    if (task.regression()) {
+      const auto error = output - batch.target;
+      sum["loss"] += w * error.pow(2).mean().item<double>();
+      sum["mae"] += w * error.abs().mean().item<double>();
+      if (reference) {
+        const auto& ref = (*reference)[i];
+        sum["output_change"] += w * ((output - ref).norm() / ref.norm()).item<double>();
+      }
+      kept = output;
+    } else {
+      auto log_p = at::log_softmax(output.reshape({-1, output.size(-1)}), -1);
+      auto target = batch.target;
+      if (batch.scored.defined())
+        log_p = log_p.index_select(0, batch.scored), target = target.index_select(0, batch.scored);
+      sum["loss"] += w * -log_p.gather(-1, target.unsqueeze(-1)).mean().item<double>();
+      sum["accuracy"] += w * log_p.argmax(-1).eq(target).to(at::kDouble).mean().item<double>();
+      if (reference) {
+        const auto& ref = (*reference)[i];
+        sum["kl"] += w * (ref.exp() * (ref - log_p)).sum(-1).mean().item<double>();
+        sum["same_top1"] += w * ref.argmax(-1).eq(log_p.argmax(-1)).to(at::kDouble).mean().item<double>();
+      }
+      kept = log_p;
     }
-    if (log_probs_out) log_probs_out->push_back(log_p);
+    if (outputs_out) outputs_out->push_back(kept);
+    rows += w;
   }
-  const double n = static_cast<double>(batches.size());
-  json e = {{"loss", loss / n}, {"accuracy", accuracy / n}, {"metric", task.metric(loss / n, accuracy / n)}};
-  if (reference) e["kl"] = kl / n, e["same_top1"] = same_top1 / n;
+  json e;
+  for (const auto& [key, total] : sum) e[key] = total / rows;
+  if (task.regression()) e["mse"] = e["loss"];
+  e["metric"] = task.metric(e["loss"].get<double>(), e.value("accuracy", 0.0));
   return e;
 }
 
@@ -147,6 +166,69 @@ void write_json(const std::string& path, const json& j) {  // atomically: a resu
   fs::rename(tmp, path);
 }
 
+// Validation-based early stopping (EvaluationOptions::validate_every, patience): every check is a line of
+// validation.jsonl, the best model so far is kept in best.safetensors (with its step and loss), and the counters
+// travel in the training state's metadata across resumes.
+class EarlyStopping {
+ public:
+  EarlyStopping(const Task& task, const std::string& run_dir, int64_t first_step)
+      : task_(task), path_(run_dir + "/best.safetensors"), every_(task.evaluation().validate_every) {
+    if (every_ == 0) return;
+    const auto log_path = run_dir + "/validation.jsonl";
+    truncate_tracking(log_path, first_step);
+    log_.open(log_path, std::ios::app);
+  }
+
+  void resume(const std::map<std::string, std::string>& metadata) {
+    if (metadata.count("best_validation_loss")) best_ = std::stod(metadata.at("best_validation_loss"));
+    if (metadata.count("checks_since_best")) since_best_ = std::stoll(metadata.at("checks_since_best"));
+  }
+  void save(std::map<std::string, std::string>& metadata) const {
+    if (every_ == 0) return;
+    char best[32];
+    std::snprintf(best, sizeof best, "%.17g", best_);
+    metadata["best_validation_loss"] = best;
+    metadata["checks_since_best"] = std::to_string(since_best_);
+  }
+  void check(TaskModel& model, int64_t step, const std::string& tag) {
+    if (every_ == 0 || step % every_ != 0) return;
+    const double loss = evaluate(task_, model, task_.validation_batches(), nullptr)["loss"].get<double>();
+    model.module->train();
+    const bool better = loss < best_;
+    if (better) {
+      best_ = loss, since_best_ = 0;
+      save_module(path_, *model.module, {{"step", std::to_string(step)}, {"validation_loss", std::to_string(loss)}});
+    } else {
+      ++since_best_;
+    }
+    log_ << json{{"step", step}, {"validation_loss", loss}, {"best", better}}.dump() << std::endl;
+    std::fprintf(stderr, "%s step %lld  validation loss %.5f%s\n", tag.c_str(), static_cast<long long>(step), loss,
+                 better ? "  (best)" : "");
+    stopped_ = since_best_ >= task_.evaluation().patience;
+    if (stopped_)
+      std::fprintf(stderr, "%s early stop: %lld checks without improvement\n", tag.c_str(),
+                   static_cast<long long>(since_best_));
+  }
+  bool stopped() const { return stopped_; }
+  void restore_best(torch::nn::Module& module) const {
+    if (every_ > 0 && fs::exists(path_)) load_module(path_, module);
+  }
+
+ private:
+  const Task& task_;
+  std::string path_;
+  int64_t every_;
+  double best_ = INFINITY;
+  int64_t since_best_ = 0;
+  bool stopped_ = false;
+  std::ofstream log_;
+};
+
+json best_model_json(const std::string& path) {  // a best.safetensors' step and loss
+  const auto m = load_safetensors(path).metadata;
+  return {{"best_step", std::stoll(m.at("step"))}, {"best_validation_loss", std::stod(m.at("validation_loss"))}};
+}
+
 }  // namespace
 
 ExperimentConfig read_experiment(ConfigReader c) {
@@ -228,8 +310,10 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     std::fprintf(stderr, "%s trained before; evaluating %s\n", tag.c_str(), model_path.c_str());
   } else {
     int64_t first = 0;
+    std::map<std::string, std::string> resumed_metadata;
     if (fs::exists(state_path)) {
       const auto state = train::load_training_state(state_path, *model.module, *optimizer, generators);
+      resumed_metadata = state.metadata;
       TORCH_CHECK(state.metadata.count("config") && state.metadata.at("config") == config.dump(), state_path,
                   ": saved with a different config; delete ", run_dir, " to start this run again");
       first = state.step;
@@ -238,20 +322,25 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                    static_cast<long long>(t.steps));
     }
     std::ofstream tracking(tracking_path, std::ios::app);
+    EarlyStopping early(task, run_dir, first);
+    early.resume(resumed_metadata);
     // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
     if (options.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
     const int64_t track_every = task.evaluation().track_every;
     const auto start = std::chrono::steady_clock::now();
     auto save_state = [&](int64_t step) {
-      train::save_training_state(state_path, *model.module, *optimizer, step, generators, metadata);
+      auto m = metadata;
+      early.save(m);
+      train::save_training_state(state_path, *model.module, *optimizer, step, generators, m);
     };
     const int64_t done = train::train(
         *model.module, *optimizer, t,
         [&](int64_t) {
           const auto batch = task.train_batch(data_gen);
-          const auto logits = model.logits(batch.input);
+          const auto output = model.logits(batch.input);
+          if (task.regression()) return at::mse_loss(output, batch.target);
           return torch::nn::functional::cross_entropy(
-              logits.reshape({-1, logits.size(-1)}), batch.target,
+              output.reshape({-1, output.size(-1)}), batch.target,
               torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(task.label_smoothing()));
         },
         [&](const train::StepReport& r) {
@@ -261,6 +350,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
             line.update({{"variant", variant}, {"seed", seed}, {"step", r.step}, {"loss", r.loss}, {"lr", r.lr}});
             tracking << line.dump() << std::endl;  // flushed: the curve survives an interruption
           }
+          early.check(model, r.step, tag);
           if (r.step % options.checkpoint_every == 0 && !last) save_state(r.step);
           if (r.step % options.log_every == 0 || last) {
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -270,15 +360,16 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                          static_cast<double>(t.steps - r.step) / rate);
           }
         },
-        first, stop_requested);
+        first, [&] { return early.stopped() || (stop_requested && stop_requested()); });
     train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (done < t.steps) {
+    if (done < t.steps && !early.stopped()) {
       save_state(done);
       std::fprintf(stderr, "%s stopped at step %lld; the state is in %s (run the same command to resume)\n",
                    tag.c_str(), static_cast<long long>(done), state_path.c_str());
       return std::nullopt;
     }
     save_state(done);
+    early.restore_best(*model.module);
     save_module(model_path, *model.module, metadata);
     if (first > 0) train_seconds = -1;  // split over sessions: not a throughput figure
   }
@@ -289,6 +380,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   evaluate_options.time_int8 = options.time_int8;
   auto result = evaluate_model(task, model, evaluate_options);
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
+  if (fs::exists(run_dir + "/best.safetensors"))
+    result["early_stopping"] = best_model_json(run_dir + "/best.safetensors");
   if (train_seconds > 0) result["train_seconds"] = train_seconds;
   write_json(result_path, result);
   return result;
@@ -308,13 +401,14 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   points->add_observer(
       analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
   std::vector<at::Tensor> reference;
-  result["fp32"] = evaluate(task, model, nullptr, &reference);
+  const auto& batches = task.eval_batches();
+  result["fp32"] = evaluate(task, model, batches, nullptr, &reference);
   points->clear_observers();
   result["outliers"] = outlier_json(stats);
   for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
     analysis::HalfPrecisionEmulation half(*model.module, points, type);
-    result[key] = evaluate(task, model, &reference);
+    result[key] = evaluate(task, model, batches, &reference);
   }
 
   const auto input_point = task.int8_input_point();
@@ -335,14 +429,14 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   }
   sim.quantize();
   if (wants(options.precisions, "w8a8")) {
-    result["w8a8"] = evaluate(task, model, &reference);
+    result["w8a8"] = evaluate(task, model, batches, &reference);
     result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
   }
   const auto ranges = sim.ranges();
   if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
     const analysis::Int8Linears linears(*model.module, ranges, input_point);
     linears.attach(*points);
-    result["int8"] = evaluate(task, model, &reference);
+    result["int8"] = evaluate(task, model, batches, &reference);
     points->set_linear_override(nullptr);
     // Parameter memory: every parameter in float32, vs the INT8 Linears' weights in one byte each.
     int64_t parameters = 0;
@@ -366,8 +460,46 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   return result;
 }
 
+namespace {
+
+std::string mean_std_cell(const std::vector<double>& v, int digits) {
+  const auto s = analysis::mean_std(v);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.std);
+  return buf;
+}
+
+// A forecasting task's table: MSE and MAE per precision (Table 2's measures), the W8A8 output change, outliers.
+std::string forecast_table(const std::vector<json>& results, const std::vector<std::string>& variants) {
+  std::ostringstream md;
+  md << "| variant | FP32 MSE | FP32 MAE | FP16 MSE | BF16 MSE | W8A8 MSE | W8A8 MAE | W8A8 output change % |"
+        " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& v : variants) {
+    std::map<std::string, std::vector<double>> col;
+    for (const auto& r : results) {
+      if (r["variant"] != v) continue;
+      for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[std::string(p) + " mse"].push_back(r[p]["mse"]);
+      col["fp32 mae"].push_back(r["fp32"]["mae"]);
+      col["w8a8 mae"].push_back(r["w8a8"]["mae"]);
+      col["change"].push_back(100 * r["w8a8"]["output_change"].get<double>());
+      col["kurt"].push_back(r["outliers"]["avg_kurtosis"]);
+      col["inf"].push_back(r["outliers"]["max_inf_norm"]);
+    }
+    if (col["fp32 mse"].empty()) continue;
+    md << "| " << v;
+    for (const char* k : {"fp32 mse", "fp32 mae", "fp16 mse", "bf16 mse", "w8a8 mse", "w8a8 mae"})
+      md << " | " << mean_std_cell(col[k], 4);
+    md << " | " << mean_std_cell(col["change"], 2) << " | " << mean_std_cell(col["kurt"], 2) << " | "
+       << mean_std_cell(col["inf"], 2) << " | " << col["fp32 mse"].size() << " |\n";
+  }
+  return md.str();
+}
+
+}  // namespace
+
 std::string results_table(const Task& task, const std::vector<json>& results,
                           const std::vector<std::string>& variants) {
+  if (task.regression()) return forecast_table(results, variants);
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
   const auto m = task.metric_name();
   std::ostringstream md;
@@ -375,12 +507,7 @@ std::string results_table(const Task& task, const std::vector<json>& results,
      << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "")
      << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "")
      << "---|---|---|\n";
-  auto cell = [](const std::vector<double>& v, int digits) {
-    const auto s = analysis::mean_std(v);
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.std);
-    return std::string(buf);
-  };
+  const auto cell = mean_std_cell;
   for (const auto& v : variants) {
     std::map<std::string, std::vector<double>> col;
     for (const auto& r : results) {

@@ -9,6 +9,8 @@ std::unique_ptr<Task> make_lm_task(ConfigReader& config, const std::string& data
 std::unique_ptr<Task> make_vit_task(ConfigReader& config, const std::string& data_dir);
 std::unique_ptr<Task> make_marker_copy_task(ConfigReader& config);
 std::unique_ptr<Task> make_bert_task(ConfigReader& config, const std::string& data_dir);
+std::unique_ptr<Task> make_stanhop_task(ConfigReader& config, const std::string& data_dir);
+TaskModel build_stanhop_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_bert_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_lm_model(const nlohmann::json& task_config, const std::string& variant);
 TaskModel build_vit_model(const nlohmann::json& task_config, const std::string& variant);
@@ -18,6 +20,7 @@ TaskModel build_model(const nlohmann::json& task_config, const std::string& vari
   if (kind == "lm" || kind == "marker-copy") return build_lm_model(task_config, variant);  // both are OPTs
   if (kind == "vit") return build_vit_model(task_config, variant);
   if (kind == "bert") return build_bert_model(task_config, variant);
+  if (kind == "stanhop") return build_stanhop_model(task_config, variant);
   throw std::runtime_error("build_model: unknown task '" + kind + "' in the config " + task_config.dump());
 }
 
@@ -53,11 +56,16 @@ void read_train_options(ConfigReader c, train::TrainOptions& t, int64_t& batch, 
   t.warmup = c.get("warmup", t.warmup);
   t.schedule = c.get("schedule", t.schedule);
   t.clip = c.get("clip", t.clip);
+  if (t.schedule == "halving") {
+    t.halve_every = c.get("halve_every", t.halve_every);
+    t.halvings = c.get("halvings", t.halvings);
+    if (t.halve_every < 1 || t.halvings < 0) c.fail("", "the halving schedule needs halve_every >= 1, halvings >= 0");
+  }
   c.finish();
   if (batch < 1 || t.steps < 1 || t.lr <= 0 || t.weight_decay < 0 || t.warmup < 0)
     c.fail("", "needs batch >= 1, steps >= 1, lr > 0, weight_decay >= 0, warmup >= 0");
-  if (t.schedule != "linear" && t.schedule != "cosine" && t.schedule != "constant")
-    c.fail("schedule", "must be linear, cosine or constant, got '" + t.schedule + "'");
+  if (t.schedule != "linear" && t.schedule != "cosine" && t.schedule != "constant" && t.schedule != "halving")
+    c.fail("schedule", "must be linear, cosine, constant or halving, got '" + t.schedule + "'");
   resolved.update({{"batch", batch},
                    {"steps", t.steps},
                    {"lr", t.lr},
@@ -68,6 +76,7 @@ void read_train_options(ConfigReader c, train::TrainOptions& t, int64_t& batch, 
                    {"warmup", t.warmup},
                    {"schedule", t.schedule},
                    {"clip", t.clip}});
+  if (t.schedule == "halving") resolved.update({{"halve_every", t.halve_every}, {"halvings", t.halvings}});
 }
 
 void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::json& resolved) {
@@ -94,10 +103,12 @@ std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir
     task = make_vit_task(config, data_dir);
   } else if (kind == "bert") {
     task = make_bert_task(config, data_dir);
+  } else if (kind == "stanhop") {
+    task = make_stanhop_task(config, data_dir);
   } else if (kind == "marker-copy") {
     task = make_marker_copy_task(config);
   } else {
-    config.fail("task", "must be lm, bert, vit or marker-copy, got '" + kind + "'");
+    config.fail("task", "must be lm, bert, vit, stanhop or marker-copy, got '" + kind + "'");
   }
   config.finish();
   return task;

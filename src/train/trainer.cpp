@@ -14,8 +14,12 @@ double learning_rate(const TrainOptions& o, int64_t step) {
   const double progress = std::min(1.0, static_cast<double>(step - o.warmup) / span);
   if (o.schedule == "linear") return o.lr * (1.0 - progress);
   if (o.schedule == "cosine") return o.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+  if (o.schedule == "halving") {
+    TORCH_CHECK(o.halve_every >= 1, "the halving schedule needs halve_every >= 1, got ", o.halve_every);
+    return o.lr * std::pow(0.5, static_cast<double>(std::min(o.halvings, (step - o.warmup) / o.halve_every)));
+  }
   TORCH_CHECK(o.schedule == "constant", "unknown learning-rate schedule '", o.schedule,
-              "' (linear, cosine or constant)");
+              "' (linear, cosine, constant or halving)");
   return o.lr;
 }
 

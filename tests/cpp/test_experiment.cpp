@@ -11,6 +11,7 @@
 #include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/runner.h"
 #include "outeffhop/models/vit.h"
+#include "outeffhop/safetensors.h"
 #include "outeffhop/training_state.h"
 
 namespace outeffhop {
@@ -218,6 +219,122 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
   const auto again = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
   EXPECT_EQ(again->dump(), resumed->dump());
   EXPECT_EQ(fs::last_write_time(dir / "split" / "state.safetensors"), stamp);
+  fs::remove_all(dir);
+}
+
+// A forecasting task on synthetic series (no data files): the target continues each input's last step with a slope.
+class ToyForecastTask : public experiment::Task {
+ public:
+  ToyForecastTask(int64_t validate_every, int64_t patience) {
+    train_.steps = 60, train_.lr = 3e-2, train_.schedule = "constant", train_.weight_decay = 0;
+    evaluation_.batches = 2, evaluation_.calibration_batches = 1, evaluation_.track_every = 0;
+    evaluation_.validate_every = validate_every, evaluation_.patience = patience;
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+    for (const int64_t rows : {8, 5}) eval_.push_back(sample(rows, gen));  // unequal batches: weighted means
+    for (int64_t b = 0; b < 2; ++b) validation_.push_back(sample(6, gen));
+    resolved_ = {{"task", "stanhop"},
+                 {"data", {{"in_len", 6}, {"out_len", 3}}},
+                 {"model",
+                  {{"seg_len", 3},
+                   {"win_size", 2},
+                   {"layers", 1},
+                   {"factor", 2},
+                   {"d_model", 8},
+                   {"heads", 2},
+                   {"d_ff", 8},
+                   {"dropout", 0.0}}},
+                 {"derived", {{"series", 2}}}};
+  }
+  std::string label() const override { return "toy-forecast"; }
+  std::string description() const override { return "toy forecast"; }
+  std::string metric_name() const override { return "MSE"; }
+  double metric(double mean_loss, double) const override { return mean_loss; }
+  bool lower_is_better() const override { return true; }
+  bool regression() const override { return true; }
+  experiment::TaskModel build(const std::string& variant) const override {
+    return experiment::build_model(resolved_, variant);
+  }
+  experiment::Batch train_batch(at::Generator& gen) const override { return sample(8, gen); }
+  const std::vector<experiment::Batch>& eval_batches() const override { return eval_; }
+  const std::vector<experiment::Batch>& validation_batches() const override { return validation_; }
+  analysis::OutlierRows outlier_rows(const std::string&) const override { return analysis::OutlierRows::kPerSample; }
+  std::map<std::string, at::Tensor> w8a8_lookups(const experiment::TaskModel&) const override { return {}; }
+
+ private:
+  static experiment::Batch sample(int64_t rows, at::Generator& gen) {
+    const auto x = at::randn({rows, 6, 2}, gen);
+    const auto steps = at::arange(1, 4, at::kFloat).view({1, 3, 1});
+    return {x, x.narrow(1, 5, 1) + 0.1 * steps};
+  }
+  std::vector<experiment::Batch> eval_, validation_;
+};
+
+std::vector<json> jsonl(const fs::path& path) {
+  std::vector<json> lines;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  return lines;
+}
+
+TEST(Runner, ForecastEvaluationIsTheWeightedMseAndMaeOfEveryWindow) {
+  const auto dir = fresh_dir("forecast-eval");
+  ToyForecastTask task(0, 1);
+  experiment::RunOptions options;
+  options.log_every = 100, options.time_int8 = false;
+  const auto result = experiment::run_one(task, "softmax1", 0, (dir / "run").string(), options);
+  ASSERT_TRUE(result.has_value());
+  // Independent computation: the saved model on all windows at once.
+  auto model = task.build("softmax1");
+  load_module((dir / "run" / "model.safetensors").string(), *model.module);
+  model.module->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> outputs, targets;
+  for (const auto& b : task.eval_batches()) outputs.push_back(model.logits(b.input)), targets.push_back(b.target);
+  const auto error = at::cat(outputs) - at::cat(targets);
+  EXPECT_NEAR((*result)["fp32"]["mse"].get<double>(), error.pow(2).mean().item<double>(), 1e-6);
+  EXPECT_NEAR((*result)["fp32"]["mae"].get<double>(), error.abs().mean().item<double>(), 1e-6);
+  EXPECT_EQ((*result)["fp32"]["metric"], (*result)["fp32"]["mse"]);
+  EXPECT_GT((*result)["w8a8"]["output_change"].get<double>(), 0.0);  // quantization moved the forecast
+  EXPECT_LT((*result)["w8a8"]["output_change"].get<double>(), 0.5);
+  EXPECT_FALSE(result->contains("early_stopping"));
+  const auto table = experiment::results_table(task, {*result}, {"softmax1"});
+  EXPECT_NE(table.find("| FP32 MSE | FP32 MAE |"), std::string::npos) << table;
+  fs::remove_all(dir);
+}
+
+TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
+  const auto dir = fresh_dir("early-stop");
+  ToyForecastTask task(1, 2);
+  experiment::RunOptions options;
+  options.checkpoint_every = 2, options.log_every = 100, options.time_int8 = false;
+  const auto whole = experiment::run_one(task, "softmax1", 0, (dir / "whole").string(), options);
+  ASSERT_TRUE(whole.has_value());
+  const auto checks = jsonl(dir / "whole" / "validation.jsonl");
+  ASSERT_FALSE(checks.empty());
+  size_t best = 0;
+  for (size_t i = 0; i < checks.size(); ++i) {
+    EXPECT_EQ(checks[i]["step"].get<int64_t>(), static_cast<int64_t>(i) + 1);  // every step
+    if (checks[i]["validation_loss"] < checks[best]["validation_loss"]) best = i;
+  }
+  EXPECT_EQ((*whole)["early_stopping"]["best_step"].get<int64_t>(), checks[best]["step"].get<int64_t>());
+  // Stopped before the last step, exactly `patience` checks after the best.
+  EXPECT_LT(checks.size(), 60u);
+  EXPECT_EQ(checks.size() - 1 - best, 2u);
+  // The evaluated (saved) model is the best one.
+  auto saved = task.build("softmax1"), best_model = task.build("softmax1");
+  load_module((dir / "whole" / "model.safetensors").string(), *saved.module);
+  load_module((dir / "whole" / "best.safetensors").string(), *best_model.module);
+  auto best_params = best_model.module->named_parameters();
+  for (const auto& p : saved.module->named_parameters()) EXPECT_TRUE(p.value().equal(best_params[p.key()])) << p.key();
+
+  int calls = 0;  // interrupted after 3 steps, resumed from the checkpoint at step 2
+  EXPECT_FALSE(experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options, [&] {
+                 return ++calls > 3;
+               }).has_value());
+  const auto resumed = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_EQ(jsonl(dir / "split" / "validation.jsonl"), checks);
+  EXPECT_EQ((*resumed)["fp32"]["mse"], (*whole)["fp32"]["mse"]);
   fs::remove_all(dir);
 }
 

@@ -106,6 +106,13 @@ TEST(Train, ScheduleAndDecayGroups) {
   EXPECT_DOUBLE_EQ(train::learning_rate(o, 6), 0.5);   // 4 of 8 decay steps
   o.schedule = "cosine";
   EXPECT_NEAR(train::learning_rate(o, 6), 0.5, 1e-12);
+  o.schedule = "halving", o.halve_every = 3, o.halvings = 2;  // STanHop's step schedule, here every 3 steps
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 4), 1.0);             // steps 2-4 after warmup: not yet halved
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 5), 0.5);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 8), 0.25);
+  EXPECT_DOUBLE_EQ(train::learning_rate(o, 40), 0.25);  // at most `halvings` times
+  o.halve_every = 0;
+  EXPECT_THROW(train::learning_rate(o, 5), c10::Error);
   o.schedule = "nope";
   EXPECT_THROW(train::learning_rate(o, 5), c10::Error);
 

@@ -32,8 +32,8 @@ class OutlierStats {
 
   std::vector<ModuleOutliers> modules() const;  // in the order first seen
   OutlierSummary summary() const;
-  // Modules grouped by the number after "layers." / "layer." / "blocks." / "h." in their names; modules without one
-  // (embeddings, final norms) are grouped under -1.
+  // Modules grouped by the number after "layers." / "layer." / "blocks." / "h." / "encode_blocks." (STanHop-Net's
+  // encoder scales) in their names; modules without one (embeddings, final norms, STanHop's decoder) under -1.
   std::map<int64_t, OutlierSummary> per_layer() const;
   void reset();
 

@@ -1,6 +1,7 @@
 // What the experiment runner needs from a task (a model family on a dataset): build a model of an attention variant,
 // draw training batches, hold fixed evaluation batches, and say how the paper measured and quantized that model.
-// Tasks: "lm" (byte-level OPT on the books, WikiText-2 valid), "vit" (ViT on Fashion-MNIST, MNIST or CIFAR-10) and
+// Tasks: "lm" (byte-level OPT on the books, WikiText-2 valid), "bert" (MLM on sentence pairs of the books), "vit"
+// (ViT on Fashion-MNIST, MNIST or CIFAR-10), "stanhop" (STanHop-Net forecasting ETTh1, ETTm1 or WTH) and
 // "marker-copy" (synthetic: an OPT that must recall one token at marked positions and has nothing to do elsewhere).
 #pragma once
 #include <ATen/core/Generator.h>
@@ -23,12 +24,12 @@ namespace outeffhop::experiment {
 
 struct Batch {
   at::Tensor input;   // what the model's forward takes
-  at::Tensor target;  // int64 class ids, one per row of the flattened logits
+  at::Tensor target;  // int64 class ids, one per row of the flattened logits; a forecasting task: the values
   at::Tensor scored = {};  // evaluation: int64 indices of the rows that count (undefined: every row); training ignores it
 };
 
-// A built model: the module (parameters under Hugging Face's names), its forward to logits (... x classes) and its
-// activation points.
+// A built model: the module (parameters under Hugging Face's names), its forward to logits (... x classes; a
+// forecasting task's values) and its activation points.
 struct TaskModel {
   std::shared_ptr<torch::nn::Module> module;
   std::function<at::Tensor(const at::Tensor&)> logits;
@@ -40,6 +41,10 @@ struct EvaluationOptions {
   int64_t calibration_batches = 4;  // W8A8 range calibration batches (Task::calibration_batch says from where)
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
+  // Early stopping, for tasks with validation batches: the validation loss every K steps (0: off); training stops
+  // after `patience` checks without improvement, and the model with the best validation loss is the one evaluated.
+  int64_t validate_every = 0;
+  int64_t patience = 3;
 };
 
 class Task {
@@ -52,10 +57,18 @@ class Task {
   virtual std::string metric_name() const = 0;
   virtual double metric(double mean_loss, double accuracy) const = 0;
   virtual bool lower_is_better() const = 0;
+  // A forecasting task: the model outputs values, trained on the MSE and measured by MSE (the metric) and MAE; the
+  // others output class logits (cross-entropy, accuracy).
+  virtual bool regression() const { return false; }
 
   virtual TaskModel build(const std::string& variant) const = 0;
   virtual Batch train_batch(at::Generator& gen) const = 0;
   virtual const std::vector<Batch>& eval_batches() const = 0;
+  // Held-out batches for early stopping (evaluation().validate_every); none by default.
+  virtual const std::vector<Batch>& validation_batches() const {
+    static const std::vector<Batch> none;
+    return none;
+  }
   virtual double label_smoothing() const { return 0.0; }  // of the training loss
   // The i-th W8A8 calibration batch. The paper's protocol per model: OPT draws training batches (the default); BERT
   // takes validation batches.
