@@ -12,7 +12,8 @@ at::Tensor sparsemax(const at::Tensor& x, int64_t dim = -1);
 // 1.5-entmax along `dim`, exact (sort-based): max(x/2 - tau, 0)^2 (Peters et al. 2019).
 at::Tensor entmax15(const at::Tensor& x, int64_t dim = -1);
 
-// alpha-entmax along `dim` by n_iter bisection steps: max((alpha - 1) x - tau, 0)^(1/(alpha - 1)), renormalised.
+// alpha-entmax along `dim`: max((alpha - 1) x - tau, 0)^(1/(alpha - 1)), renormalised, with tau found in at most
+// n_iter safeguarded Newton steps on the bisection bracket (converged to double precision in a few).
 // alpha > 1, broadcastable to x with size 1 along `dim` (one alpha per row, or a scalar tensor). alpha = 2 is
 // sparsemax, 1.5 is entmax15, and alpha -> 1 approaches softmax.
 at::Tensor entmax_bisect(const at::Tensor& x, const at::Tensor& alpha, int64_t dim = -1, int64_t n_iter = 50);

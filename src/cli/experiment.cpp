@@ -1,13 +1,14 @@
 // `outeffhop experiment`: runs a YAML experiment config (configs/<name>.yaml) with the experiment runner: every task x
-// attention variant x seed trained (resumable) and evaluated, then the paper's Table 1 layout and figures.
+// attention variant x seed trained (resumable) and evaluated, then the paper's Table 1 (or, for forecasting, Table 2)
+// layout and figures. --report builds them from the finished runs alone.
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "build_config.h"
 #include "commands.h"
@@ -31,6 +32,7 @@ struct ExperimentArgs {
   std::string config, preset, runs_dir = "runs", data_dir = "../shared/data";
   std::vector<std::string> overrides;
   bool dump_config = false;
+  bool report = false;  // tables and figures from the finished runs only; nothing trains
 };
 
 std::string config_path(const ExperimentArgs& a) {
@@ -50,9 +52,9 @@ void run(const ExperimentArgs& a) {
   json resolved = config.resolved;
   resolved["tasks"] = json::array();
   for (size_t i = 0; i < config.tasks.size(); ++i) {
-    tasks.push_back(experiment::make_task(
-        experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)), a.data_dir,
-        a.runs_dir + "/" + config.name));
+    tasks.push_back(
+        experiment::make_task(experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)),
+                              a.data_dir, a.runs_dir + "/" + config.name));
     resolved["tasks"].push_back(tasks.back()->resolved());
     resolved["tasks"].back()["variants"] = config.tasks[i].variants;
     TORCH_CHECK(labels.insert(tasks.back()->label()).second, path, ": two tasks are both '", tasks.back()->label(),
@@ -78,9 +80,14 @@ void run(const ExperimentArgs& a) {
     const auto task_dir = dir + "/" + task->label();
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
+        const auto run_dir = task_dir + "/" + experiment::run_name(variant, seed);
+        if (a.report && !fs::exists(run_dir + "/result.json")) {
+          std::fprintf(stderr, "[%s %s seed %lld] not finished; left out of the report\n", task->label().c_str(),
+                       variant.c_str(), static_cast<long long>(seed));
+          continue;
+        }
         const auto result =
-            experiment::run_one(*task, variant, seed, task_dir + "/" + experiment::run_name(variant, seed), config.run,
-                                [] { return stop_requested.load(); });
+            experiment::run_one(*task, variant, seed, run_dir, config.run, [] { return stop_requested.load(); });
         if (!result) {
           std::fprintf(stderr, "experiment %s interrupted; run the same command to resume\n", config.name.c_str());
           std::exit(130);
@@ -95,7 +102,8 @@ void run(const ExperimentArgs& a) {
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
         const auto run_tracking = task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl";
-        if (fs::exists(run_tracking) && fs::file_size(run_tracking) > 0) tracking << std::ifstream(run_tracking).rdbuf();
+        if (fs::exists(run_tracking) && fs::file_size(run_tracking) > 0)
+          tracking << std::ifstream(run_tracking).rdbuf();
       }
     tracking.close();
     const auto title = task->label() + ": " + task->description();
@@ -119,9 +127,9 @@ void add_experiment(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "experiment",
       "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
-      "runs are skipped) and write the paper's Table 1 layout and figures");
+      "runs are skipped) and write the paper's Table 1 (Table 2 for forecasting) layout and figures");
   auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
-  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table1-gpu")->excludes(config);
+  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table2-cpu")->excludes(config);
   cmd->add_option("--set", a->overrides,
                   "override a config value: path=value, e.g. tasks.*.train.steps=100 or seeds=[0,1,2] (repeatable)");
   cmd->add_option("--runs-dir", a->runs_dir, "where runs keep their state and results (RUNS_DIR/NAME/...)")
@@ -129,6 +137,9 @@ void add_experiment(CLI::App& app) {
   cmd->add_option("--data-dir", a->data_dir, "the shared data directory (text/, cifar10/, mnist/)")
       ->capture_default_str();
   cmd->add_flag("--dump-config", a->dump_config, "print the resolved config (every default filled in) and exit");
+  cmd->add_flag("--report", a->report,
+                "write the tables and figures from the runs finished so far (mean ± std over their seeds); train "
+                "nothing");
   cmd->callback([a] {
     TORCH_CHECK(!a->config.empty() || !a->preset.empty(), "experiment: give --config FILE or --preset NAME");
     run(*a);

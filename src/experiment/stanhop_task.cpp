@@ -48,8 +48,10 @@ class StanhopTask : public Task {
     auto batches_of = [batch](int64_t windows) { return (windows + batch - 1) / batch; };
     const int64_t epoch = batches_of(train_windows_->size());
     train_.lr = 1e-4, train_.weight_decay = 0, train_.beta2 = 0.999, train_.clip = 5;
-    train_.schedule = "halving", train_.halve_every = 2 * epoch, train_.steps = 10 * epoch;
-    nlohmann::json train_json, eval_json;
+    const auto epochs = t.get<int64_t>("epochs", 10);  // the step budget in epochs, unless steps is given
+    if (epochs < 1) t.fail("epochs", "must be >= 1");
+    train_.schedule = "halving", train_.halve_every = 2 * epoch, train_.steps = epochs * epoch;
+    nlohmann::json train_json = {{"epochs", epochs}}, eval_json;
     read_train_options(t, train_, batch_, train_json);
     auto e = config.child("eval");
     const auto eval_batch = e.get<int64_t>("batch", 256);  // windows per evaluation batch
