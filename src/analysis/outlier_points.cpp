@@ -29,6 +29,11 @@ OutlierRows bert_outlier_rows(const std::string& point) {
   return std::regex_match(point, hooked) ? OutlierRows::kPerSample : OutlierRows::kSkip;
 }
 
+OutlierRows stanhop_outlier_rows(const std::string& point) {
+  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs))");
+  return std::regex_match(point, not_module) ? OutlierRows::kSkip : OutlierRows::kPerSample;
+}
+
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of) {
   return [&stats, rows_of = std::move(rows_of)](const std::string& name, const at::Tensor& x) {

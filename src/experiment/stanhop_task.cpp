@@ -98,11 +98,8 @@ class StanhopTask : public Task {
   const std::vector<Batch>& eval_batches() const override { return eval_; }
   const std::vector<Batch>& validation_batches() const override { return validation_; }
 
-  // The paper hooked every module output of STanHop-Net, per sample (the rows each module sees).
   analysis::OutlierRows outlier_rows(const std::string& point) const override {
-    const bool not_module =
-        point.find("attn_scores") != std::string::npos || point.find("attn_probs") != std::string::npos;
-    return not_module ? analysis::OutlierRows::kSkip : analysis::OutlierRows::kPerSample;
+    return analysis::stanhop_outlier_rows(point);
   }
   std::map<std::string, at::Tensor> w8a8_lookups(const TaskModel&) const override { return {}; }
 

@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/models/stanhop.h"
 #include "test_util.h"
 
@@ -146,6 +147,32 @@ TEST(StanhopNet, ObserversDoNotChangeTheOutputAndBadInputIsRejected) {
   bad = small();
   bad.seg_len = 0;
   EXPECT_THROW(StanhopNet{bad}, c10::Error);
+}
+
+TEST(StanhopNet, OutlierPresetHooksEveryModuleOutputAndGroupsEncoderScales) {
+  StanhopNet net(small());
+  net->eval();
+  auto points = std::make_shared<nn::ActivationPoints>();
+  analysis::OutlierStats stats;
+  points->add_observer(analysis::outlier_observer(stats, analysis::stanhop_outlier_rows));
+  points->set_transform([](const std::string&, const at::Tensor& x) { return x; });  // eager: scores reached too
+  std::set<std::string> reached;
+  points->add_observer([&](const std::string& name, const at::Tensor&) { reached.insert(name); });
+  net->set_activation_points(points);
+  net->forward(at::randn({2, 13, 3}));
+  size_t skipped = 0;
+  for (const auto& name : reached) {
+    const bool internal = name.find("attn_scores") != std::string::npos || name.find("attn_probs") != std::string::npos;
+    EXPECT_EQ(analysis::stanhop_outlier_rows(name),
+              internal ? analysis::OutlierRows::kSkip : analysis::OutlierRows::kPerSample)
+        << name;
+    skipped += internal;
+  }
+  EXPECT_EQ(stats.modules().size(), reached.size() - skipped);
+  EXPECT_GT(skipped, 0u);
+  const auto layers = stats.per_layer();  // encoder scale blocks 0..2; embedding and decoder outside (-1)
+  EXPECT_EQ(layers.size(), 4u);
+  EXPECT_TRUE(layers.count(-1) && layers.count(0) && layers.count(2));
 }
 
 TEST(StanhopNet, TrainingStepsLowerTheLossAndEveryParameterLearns) {

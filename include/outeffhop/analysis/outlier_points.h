@@ -23,6 +23,9 @@ OutlierRows opt_outlier_rows(const std::string& point);
 OutlierRows vit_outlier_rows(const std::string& point);
 // BERT: every layer's FFN output (output.dense) and output LayerNorm, per sample.
 OutlierRows bert_outlier_rows(const std::string& point);
+// STanHop-Net: every module output, per sample of the module (its first dim: batch x series or batch x segments, as
+// the modules see them); not the attention scores and probabilities, which no module outputs.
+OutlierRows stanhop_outlier_rows(const std::string& point);
 
 nn::ActivationPoints::Observer outlier_observer(OutlierStats& stats,
                                                 std::function<OutlierRows(const std::string&)> rows_of);
