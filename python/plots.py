@@ -2,7 +2,8 @@
     plots.py memory RESULTS.csv OUT.png TITLE
     plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop experiment writes RUNS_DIR/NAME/TASK/tracking.jsonl)
     plots.py layers RUNS.json OUT.png TITLE            (outeffhop experiment writes RUNS_DIR/NAME/TASK/runs.json)
-    plots.py components RUNS.json OUT.png TITLE"""
+    plots.py components RUNS.json OUT.png TITLE
+    plots.py forecast RUNS.json OUT.png TITLE          (forecasting tasks: the first test window per variant)"""
 import csv
 import json
 import statistics
@@ -66,7 +67,7 @@ def tracking(tracking_jsonl, out_png, title):
             axis.plot(steps, means, marker="o", markersize=2, label=variant)
             axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
                               alpha=0.15)
-    for axis, label in zip(axes, ("training loss (nats/token)", "average kurtosis", "maximum infinity norm")):
+    for axis, label in zip(axes, ("training loss", "average kurtosis", "maximum infinity norm")):
         axis.set_xlabel("training step")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
@@ -148,7 +149,35 @@ def components(runs_json, out_png, title):
     fig.savefig(out_png, dpi=120)
 
 
-KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components}
+def forecast(runs_json, out_png, title):
+    """The last series (OT for ETT, WetBulbCelsius for WTH) of the first test window: the end of the input, the
+    target and each variant's prediction (its first seed), on the z-scored scale."""
+    runs = [r for r in json.load(open(runs_json)) if "forecast_sample" in r]
+    fig, axis = plt.subplots(figsize=(10, 4))
+    if runs:
+        sample = runs[0]["forecast_sample"]
+        history = [row[-1] for row in sample["input"]][-48:]
+        target = [row[-1] for row in sample["target"]]
+        start = len(history)
+        axis.plot(range(start), history, color="black", label=f"input (last {start} steps)")
+        axis.plot(range(start, start + len(target)), target, color="black", linestyle="--", label="target")
+        seen = set()
+        for r in sorted(runs, key=lambda r: r["seed"]):
+            if r["variant"] in seen:
+                continue
+            seen.add(r["variant"])
+            prediction = [row[-1] for row in r["forecast_sample"]["prediction"]]
+            axis.plot(range(start, start + len(prediction)), prediction, label=f'{r["variant"]} (seed {r["seed"]})')
+    axis.set_xlabel("time step")
+    axis.set_ylabel("last series, z-scored")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components, "forecast": forecast}
 
 if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] not in KINDS:

@@ -110,10 +110,12 @@ void run(const ExperimentArgs& a) {
     bool plotted = run_plot("tracking", task_dir + "/tracking.jsonl", task_dir + "/training.png", title);
     plotted = run_plot("layers", task_dir + "/runs.json", task_dir + "/layers.png", title) && plotted;
     plotted = run_plot("components", task_dir + "/runs.json", task_dir + "/components.png", title) && plotted;
+    if (task->regression())  // the first test window's forecast per variant
+      plotted = run_plot("forecast", task_dir + "/runs.json", task_dir + "/forecast.png", title) && plotted;
+    const std::string figures = task->regression() ? ",training.png,layers.png,components.png,forecast.png"
+                                                   : ",training.png,layers.png,components.png";
     std::fprintf(stderr, "%s: %s/{runs.json,tracking.jsonl%s}\n", task->label().c_str(), task_dir.c_str(),
-                 (plotted ? ",training.png,layers.png,components.png"
-                          : "; no figures: " + plot_python() + " with matplotlib was not usable")
-                     .c_str());
+                 (plotted ? figures : "; no figures: " + plot_python() + " with matplotlib was not usable").c_str());
   }
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;

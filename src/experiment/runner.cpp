@@ -224,6 +224,22 @@ class EarlyStopping {
   std::ofstream log_;
 };
 
+// A forecasting task's first test window, for a figure: input, target and the model's prediction (time x series).
+json forecast_sample(const Task& task, TaskModel& model) {
+  torch::NoGradGuard no_grad;
+  model.module->eval();
+  const auto& batch = task.eval_batches().front();
+  const auto input = batch.input.slice(0, 0, 1);
+  auto rows = [](const at::Tensor& t) {
+    const auto d = t.to(at::kDouble).contiguous();
+    std::vector<std::vector<double>> out;
+    for (int64_t i = 0; i < d.size(0); ++i)
+      out.emplace_back(d[i].data_ptr<double>(), d[i].data_ptr<double>() + d.size(1));
+    return out;
+  };
+  return {{"input", rows(input[0])}, {"target", rows(batch.target[0])}, {"prediction", rows(model.logits(input)[0])}};
+}
+
 json best_model_json(const std::string& path) {  // a best.safetensors' step and loss
   const auto m = load_safetensors(path).metadata;
   return {{"best_step", std::stoll(m.at("step"))}, {"best_validation_loss", std::stod(m.at("validation_loss"))}};
@@ -382,6 +398,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
   if (fs::exists(run_dir + "/best.safetensors"))
     result["early_stopping"] = best_model_json(run_dir + "/best.safetensors");
+  if (task.regression()) result["forecast_sample"] = forecast_sample(task, model);
   if (train_seconds > 0) result["train_seconds"] = train_seconds;
   write_json(result_path, result);
   return result;
