@@ -13,6 +13,8 @@
 namespace outeffhop::experiment {
 namespace {
 
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // Consecutive windows of a split in batches of `batch` (the last may be smaller), at most `limit` batches.
 std::vector<Batch> window_batches(const data::ForecastWindows& windows, int64_t batch, int64_t limit) {
   std::vector<Batch> out;
@@ -45,8 +47,7 @@ class StanhopTask : public Task {
     auto t = config.child("train");
     const auto batch = t.get<int64_t>("batch", batch_);
     if (batch < 1) t.fail("batch", "must be >= 1");
-    auto batches_of = [batch](int64_t windows) { return (windows + batch - 1) / batch; };
-    const int64_t epoch = batches_of(train_windows_->size());
+    const int64_t epoch = ceil_div(train_windows_->size(), batch);
     train_.lr = 1e-4, train_.weight_decay = 0, train_.beta2 = 0.999, train_.clip = 5;
     const auto epochs = t.get<int64_t>("epochs", 10);  // the step budget in epochs, unless steps is given
     if (epochs < 1) t.fail("epochs", "must be >= 1");
@@ -56,8 +57,7 @@ class StanhopTask : public Task {
     auto e = config.child("eval");
     const auto eval_batch = e.get<int64_t>("batch", 256);  // windows per evaluation batch
     if (eval_batch < 1) e.fail("batch", "must be >= 1");
-    auto eval_batches_of = [eval_batch](int64_t windows) { return (windows + eval_batch - 1) / eval_batch; };
-    evaluation_.batches = eval_batches_of(std::max(test.size(), val.size()));  // every test and validation window
+    evaluation_.batches = ceil_div(std::max(test.size(), val.size()), eval_batch);  // every test and validation window
     evaluation_.validate_every = e.get<int64_t>("validate_every", epoch);
     evaluation_.patience = e.get<int64_t>("patience", 3);
     if (evaluation_.validate_every < 0 || evaluation_.patience < 1)
