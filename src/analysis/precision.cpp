@@ -1,4 +1,4 @@
-// Reduced-precision evaluation emulated on CPU (see precision.h).
+// Reduced-precision evaluation, emulated and native (see precision.h).
 #include "outeffhop/analysis/precision.h"
 
 #include <ATen/ATen.h>
@@ -26,6 +26,31 @@ void HalfPrecisionEmulation::restore() {
   for (auto& [param, original] : saved_) param.copy_(original);
   if (!saved_.empty()) points_->set_transform(nullptr);
   saved_.clear();
+}
+
+NativeHalfPrecision::NativeHalfPrecision(torch::nn::Module& model, at::ScalarType type, at::Device device)
+    : type_(type), device_(device) {
+  TORCH_CHECK(type == at::kHalf || type == at::kBFloat16, "NativeHalfPrecision: type must be float16 or bfloat16");
+  torch::NoGradGuard no_grad;
+  // Not Module::to(type): that would cast integer buffers too.
+  auto move = [&](at::Tensor& t) {
+    saved_.emplace_back(t, t.data());
+    t.set_data(t.is_floating_point() ? t.data().to(device, type) : t.data().to(device));
+  };
+  for (auto& p : model.parameters()) move(p);
+  for (auto& b : model.buffers()) move(b);
+}
+
+NativeHalfPrecision::~NativeHalfPrecision() { restore(); }
+
+void NativeHalfPrecision::restore() {
+  torch::NoGradGuard no_grad;
+  for (auto& [tensor, original] : saved_) tensor.set_data(original);
+  saved_.clear();
+}
+
+at::Tensor NativeHalfPrecision::input(const at::Tensor& x) const {
+  return x.is_floating_point() ? x.to(device_, type_) : x.to(device_);
 }
 
 }  // namespace outeffhop::analysis

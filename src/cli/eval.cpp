@@ -1,9 +1,12 @@
 // `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
+#include <ATen/Context.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "commands.h"
 #include "outeffhop/experiment/runner.h"
@@ -11,10 +14,26 @@
 
 namespace outeffhop::cli {
 
+namespace {
+at::Device native_device(const std::string& name) {
+  std::optional<at::Device> device;
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+  }
+  if (!device || (!device->is_cpu() && !device->is_cuda()))
+    throw CLI::ValidationError("--native-half", "'" + name + "' is not a device: expected cpu, cuda or cuda:N");
+  if (device->is_cuda() && (!at::hasCUDA() || device->index() >= at::getNumGPUs()))
+    throw CLI::ValidationError("--native-half", "'" + name + "' is not available on this machine");
+  return *device;
+}
+}  // namespace
+
 void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
     std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float;
+    std::string native_half;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -32,6 +51,9 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--w8a8-keep-float", a->keep_float,
                   "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
       ->delimiter(',');
+  cmd->add_option("--native-half", a->native_half,
+                  "run FP16/BF16 natively, the model cast to half precision on this device (cuda, cuda:1, cpu), "
+                  "instead of emulating the rounding on CPU");
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
@@ -45,14 +67,19 @@ void add_eval(CLI::App& app) {
         return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
       });
     };
+    if (!a->native_half.empty()) {
+      options.native_half = native_device(a->native_half);
+      std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
+    }
     auto result = experiment::evaluate_model(*task, saved.model, options);
     if (a->json) {
       std::cout << result.dump(1) << "\n";
       return;
     }
     const bool values = task->regression();
-    std::printf("%s (%s, %s)\n| precision | %s | %s |\n|---|---|---|---|\n", a->checkpoint.c_str(),
+    std::printf("%s (%s, %s; FP16/BF16 %s)\n| precision | %s | %s |\n|---|---|---|---|\n", a->checkpoint.c_str(),
                 task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
+                result["half_precision"].get<std::string>().c_str(),
                 task->metric_name().c_str(),
                 values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"}) {

@@ -31,8 +31,10 @@ using nlohmann::json;
 // far this model's are from them. Class logits: accuracy; KL(ref || this) per prediction and how often both put
 // their top-1 on the same class. Values (forecasting): MSE (the loss) and MAE; the relative change ||y - y_ref|| /
 // ||y_ref||. outputs_out receives what a later call compares with (log-probabilities or values).
+// native: the model runs natively in half precision, so inputs go to its device and type.
 json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
-              const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* outputs_out = nullptr) {
+              const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* outputs_out = nullptr,
+              const analysis::NativeHalfPrecision* native = nullptr) {
   torch::NoGradGuard no_grad;
   model.module->eval();
   std::map<std::string, double> sum;
@@ -40,7 +42,7 @@ json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batc
   for (size_t i = 0; i < batches.size(); ++i) {
     const auto& batch = batches[i];
     const double w = static_cast<double>(batch.input.size(0));
-    const auto output = model.logits(batch.input).to(at::kFloat);
+    const auto output = model.logits(native ? native->input(batch.input) : batch.input).to(at::kCPU, at::kFloat);
     at::Tensor kept;
     if (task.regression()) {
       const auto error = output - batch.target;
@@ -424,9 +426,15 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   result["outliers"] = outlier_json(stats);
   for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
-    analysis::HalfPrecisionEmulation half(*model.module, points, type);
-    result[key] = evaluate(task, model, batches, &reference);
+    if (options.native_half) {
+      analysis::NativeHalfPrecision half(*model.module, type, *options.native_half);
+      result[key] = evaluate(task, model, batches, &reference, nullptr, &half);
+    } else {
+      analysis::HalfPrecisionEmulation half(*model.module, points, type);
+      result[key] = evaluate(task, model, batches, &reference);
+    }
   }
+  result["half_precision"] = options.native_half ? "native on " + options.native_half->str() : "emulated";
 
   const auto input_point = task.int8_input_point();
   const bool int8 = wants(options.precisions, "int8") && task.evaluation().int8 && input_point;

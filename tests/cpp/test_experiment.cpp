@@ -302,6 +302,33 @@ TEST(Runner, ForecastEvaluationIsTheWeightedMseAndMaeOfEveryWindow) {
   fs::remove_all(dir);
 }
 
+TEST(Runner, NativeHalfPrecisionEvaluatesTheCastModelAndLeavesItFloat) {
+  const auto dir = fresh_dir("native-half");
+  ToyForecastTask task(0, 1);
+  experiment::RunOptions options;
+  options.log_every = 100, options.time_int8 = false;
+  ASSERT_TRUE(experiment::run_one(task, "softmax1", 0, (dir / "run").string(), options).has_value());
+  auto model = task.build("softmax1");
+  load_module((dir / "run" / "model.safetensors").string(), *model.module);
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32", "fp16", "bf16"};
+  const auto emulated = experiment::evaluate_model(task, model, evaluate);
+  evaluate.native_half = at::Device(at::kCPU);
+  const auto native = experiment::evaluate_model(task, model, evaluate);
+  EXPECT_EQ(emulated["half_precision"], "emulated");
+  EXPECT_EQ(native["half_precision"], "native on cpu");
+  EXPECT_EQ(native["fp32"], emulated["fp32"]);  // FP32 is untouched by either mode
+  for (const char* p : {"fp16", "bf16"}) {
+    const double change = native[p]["output_change"].get<double>();
+    EXPECT_GT(change, 0.0) << p;
+    EXPECT_LT(change, std::string(p) == "fp16" ? 0.01 : 0.05) << p;  // relative: 11 and 8 mantissa bits
+    EXPECT_NE(native[p]["mse"], emulated[p]["mse"]) << p;             // half arithmetic, not only half storage
+  }
+  for (const auto& p : model.module->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
+  EXPECT_EQ(experiment::evaluate_model(task, model, evaluate)["fp32"], native["fp32"]);  // restored exactly
+  fs::remove_all(dir);
+}
+
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
   const auto dir = fresh_dir("early-stop");
   ToyForecastTask task(1, 2);

@@ -190,6 +190,40 @@ TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   }
 }
 
+TEST(HalfPrecision, NativeCastsTheModelThenRestoresItExactly) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  m->eval();
+  m->register_buffer("step_counter", at::arange(3, at::kLong));  // an integer buffer must keep its type
+  const auto x = ids(2, 8);
+  torch::NoGradGuard no_grad;
+  const auto fp32 = m->forward(x);
+  std::vector<at::Tensor> originals;
+  for (const auto& p : m->parameters()) originals.push_back(p.clone());
+  for (const auto type : {at::kHalf, at::kBFloat16}) {
+    {
+      analysis::NativeHalfPrecision half(*m, type, at::kCPU);
+      for (const auto& p : m->parameters()) EXPECT_EQ(p.scalar_type(), type);
+      EXPECT_EQ(m->named_buffers()["step_counter"].scalar_type(), at::kLong);
+      EXPECT_EQ(half.input(x).scalar_type(), at::kLong);  // token ids stay ids
+      EXPECT_EQ(half.input(at::ones({2})).scalar_type(), type);
+      const auto y = m->forward(half.input(x));
+      EXPECT_EQ(y.scalar_type(), type);
+      // Half arithmetic: close to float32 (logits of order 1; float16 keeps 11 bits, bfloat16 8).
+      const double err = (y.to(at::kFloat) - fp32).abs().max().item<double>();
+      EXPECT_GT(err, 0.0);
+      EXPECT_LT(err, type == at::kHalf ? 0.02 : 0.15);
+      EXPECT_THROW(analysis::NativeHalfPrecision(*m, at::kFloat, at::kCPU), c10::Error);
+    }
+    const auto params = m->parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      EXPECT_EQ(params[i].scalar_type(), at::kFloat);
+      EXPECT_TRUE(at::equal(params[i], originals[i]));  // the float32 values, not a round trip through half
+    }
+    EXPECT_TRUE(at::equal(m->forward(x), fp32));
+  }
+}
+
 TEST(OutlierPoints, OptPresetSelectsThePapersHooks) {
   using analysis::OutlierRows;
   EXPECT_EQ(analysis::opt_outlier_rows("model.decoder.layers.11"), OutlierRows::kPerSample);

@@ -4,6 +4,7 @@
 // with a result are skipped when the experiment is run again. The summary is the paper's Table 1 layout (mean ± std
 // over seeds) plus figures.
 #pragma once
+#include <c10/core/Device.h>
 #include <nlohmann/json.hpp>
 
 #include <functional>
@@ -50,10 +51,11 @@ struct EvaluateOptions {
   uint64_t calibration_seed = 2000;  // draws the W8A8 calibration batches from the training data
   bool time_int8 = true;             // time one forward pass in FP32 and with INT8 Linears
   std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
+  std::optional<at::Device> native_half;  // FP16/BF16 run natively on this device (a GPU); unset: emulated on CPU
 };
 // A trained model on the task's evaluation batches: FP32 with the outlier statistics (result["outliers"]: avg
 // kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
-// top-1 agreement against FP32: "fp16"/"bf16" (emulated), "w8a8" (simulated, with per-point relative errors),
+// top-1 agreement against FP32: "fp16"/"bf16" (emulated, or native on options.native_half), "w8a8" (simulated, with per-point relative errors),
 // "int8" (real INT8 Linears where the task has them; with forward timings).
 nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
 
