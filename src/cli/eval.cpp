@@ -1,33 +1,15 @@
 // `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
-#include <ATen/Context.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <optional>
 
 #include "commands.h"
 #include "outeffhop/experiment/runner.h"
 #include "saved_model.h"
 
 namespace outeffhop::cli {
-
-namespace {
-at::Device native_device(const std::string& name) {
-  std::optional<at::Device> device;
-  try {
-    device = at::Device(name);
-  } catch (const c10::Error&) {
-  }
-  if (!device || (!device->is_cpu() && !device->is_cuda()))
-    throw CLI::ValidationError("--native-half", "'" + name + "' is not a device: expected cpu, cuda or cuda:N");
-  if (device->is_cuda() && (!at::hasCUDA() || device->index() >= at::getNumGPUs()))
-    throw CLI::ValidationError("--native-half", "'" + name + "' is not available on this machine");
-  return *device;
-}
-}  // namespace
 
 void add_eval(CLI::App& app) {
   struct Args {
@@ -68,7 +50,7 @@ void add_eval(CLI::App& app) {
       });
     };
     if (!a->native_half.empty()) {
-      options.native_half = native_device(a->native_half);
+      options.native_half = experiment::available_device(a->native_half);
       std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
     }
     auto result = experiment::evaluate_model(*task, saved.model, options);

@@ -31,10 +31,12 @@ using nlohmann::json;
 // far this model's are from them. Class logits: accuracy; KL(ref || this) per prediction and how often both put
 // their top-1 on the same class. Values (forecasting): MSE (the loss) and MAE; the relative change ||y - y_ref|| /
 // ||y_ref||. outputs_out receives what a later call compares with (log-probabilities or values).
-// native: the model runs natively in half precision, so inputs go to its device and type.
+// Moves a model input to where the model is (its device; its type when it runs natively in half precision).
+using ToModel = std::function<at::Tensor(const at::Tensor&)>;
+
 json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
               const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* outputs_out = nullptr,
-              const analysis::NativeHalfPrecision* native = nullptr) {
+              const ToModel& to_model = {}) {
   torch::NoGradGuard no_grad;
   model.module->eval();
   std::map<std::string, double> sum;
@@ -42,7 +44,7 @@ json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batc
   for (size_t i = 0; i < batches.size(); ++i) {
     const auto& batch = batches[i];
     const double w = static_cast<double>(batch.input.size(0));
-    const auto output = model.logits(native ? native->input(batch.input) : batch.input).to(at::kCPU, at::kFloat);
+    const auto output = model.logits(to_model ? to_model(batch.input) : batch.input).to(at::kCPU, at::kFloat);
     at::Tensor kept;
     if (task.regression()) {
       const auto error = output - batch.target;
@@ -120,14 +122,14 @@ json outlier_json(const analysis::OutlierStats& stats) {
 }
 
 // Outlier statistics of the model on the first evaluation batch.
-json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points) {
+json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points, at::Device device) {
   analysis::OutlierStats stats;
   points->add_observer(
       analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
   {
     torch::NoGradGuard no_grad;
     model.module->eval();
-    model.logits(task.eval_batches().front().input);
+    model.logits(task.eval_batches().front().input.to(device));
   }
   points->clear_observers();
   model.module->train();
@@ -173,8 +175,11 @@ void write_json(const std::string& path, const json& j) {  // atomically: a resu
 // travel in the training state's metadata across resumes.
 class EarlyStopping {
  public:
-  EarlyStopping(const Task& task, const std::string& run_dir, int64_t first_step)
-      : task_(task), path_(run_dir + "/best.safetensors"), every_(task.evaluation().validate_every) {
+  EarlyStopping(const Task& task, const std::string& run_dir, int64_t first_step, ToModel to_model)
+      : task_(task),
+        path_(run_dir + "/best.safetensors"),
+        every_(task.evaluation().validate_every),
+        to_model_(std::move(to_model)) {
     if (every_ == 0) return;
     const auto log_path = run_dir + "/validation.jsonl";
     truncate_tracking(log_path, first_step);
@@ -194,7 +199,8 @@ class EarlyStopping {
   }
   void check(TaskModel& model, int64_t step, const std::string& tag) {
     if (every_ == 0 || step % every_ != 0) return;
-    const double loss = evaluate(task_, model, task_.validation_batches(), nullptr)["loss"].get<double>();
+    const double loss =
+        evaluate(task_, model, task_.validation_batches(), nullptr, nullptr, to_model_)["loss"].get<double>();
     model.module->train();
     const bool better = loss < best_;
     if (better) {
@@ -220,6 +226,7 @@ class EarlyStopping {
   const Task& task_;
   std::string path_;
   int64_t every_;
+  ToModel to_model_;
   double best_ = INFINITY;
   int64_t since_best_ = 0;
   bool stopped_ = false;
@@ -259,6 +266,12 @@ ExperimentConfig read_experiment(ConfigReader c) {
   e.run.log_every = c.get("log_every", e.run.log_every);
   e.run.time_int8 = c.get("time_int8", e.run.time_int8);
   e.run.eager_attention = c.get("eager_attention", e.run.eager_attention);
+  e.run.device = c.get("device", e.run.device);
+  try {
+    (void)at::Device(e.run.device);  // whether this machine has it is checked when a run starts
+  } catch (const c10::Error&) {
+    c.fail("device", "must be cpu, cuda or cuda:N");
+  }
   if (e.variants.empty() || e.seeds.empty()) c.fail("", "needs at least one variant and one seed");
   if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
   const auto tasks = c.required<json>("tasks");
@@ -285,8 +298,22 @@ ExperimentConfig read_experiment(ConfigReader c) {
                 {"log_every", e.run.log_every},
                 {"time_int8", e.run.time_int8},
                 {"eager_attention", e.run.eager_attention},
+                {"device", e.run.device},
                 {"tasks", tasks}};
   return e;
+}
+
+at::Device available_device(const std::string& name) {
+  std::optional<at::Device> device;
+  try {
+    device = at::Device(name);
+  } catch (const c10::Error&) {
+  }
+  TORCH_CHECK(device && (device->is_cpu() || device->is_cuda()), "device '", name,
+              "' is not a device: expected cpu, cuda or cuda:N");
+  const bool present = device->is_cpu() || (at::hasCUDA() && device->index() < static_cast<int64_t>(at::getNumGPUs()));
+  TORCH_CHECK(present, "device '", name, "' is not available on this machine (no usable CUDA GPU of that index)");
+  return *device;
 }
 
 std::string run_name(const std::string& variant, int64_t seed) {
@@ -307,6 +334,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     std::fprintf(stderr, "%s done before: %s\n", tag.c_str(), result_path.c_str());
     return read_json(result_path);
   }
+  const auto device = available_device(options.device);
   fs::create_directories(run_dir);
   const json config = {{"task", task.resolved()}, {"variant", variant}, {"seed", seed}};
   const std::map<std::string, std::string> metadata = {{"config", config.dump()}};
@@ -320,6 +348,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                                                            {"torch", at::detail::getDefaultCPUGenerator()}};
   const auto& t = task.train_options();
   auto optimizer = train::make_adamw(*model.module, t);
+  const auto to_device = [device](const at::Tensor& x) { return x.to(device); };
   double train_seconds = 0;
   if (fs::exists(model_path)) {  // trained before; only the evaluation is missing
     const auto saved = load_module(model_path, *model.module);
@@ -340,7 +369,10 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
                    static_cast<long long>(t.steps));
     }
     std::ofstream tracking(tracking_path, std::ios::app);
-    EarlyStopping early(task, run_dir, first);
+    // Module::to keeps each parameter's identity, so the optimizer follows. A GPU's dropout draws from its own
+    // generator, which the training state does not hold: a resumed GPU run with dropout is not bit-identical.
+    model.module->to(device);
+    EarlyStopping early(task, run_dir, first, to_device);
     early.resume(resumed_metadata);
     // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
     if (options.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
@@ -355,16 +387,17 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
         *model.module, *optimizer, t,
         [&](int64_t) {
           const auto batch = task.train_batch(data_gen);
-          const auto output = model.logits(batch.input);
-          if (task.regression()) return at::mse_loss(output, batch.target);
+          const auto output = model.logits(batch.input.to(device));
+          const auto target = batch.target.to(device);
+          if (task.regression()) return at::mse_loss(output, target);
           return torch::nn::functional::cross_entropy(
-              output.reshape({-1, output.size(-1)}), batch.target,
+              output.reshape({-1, output.size(-1)}), target,
               torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(task.label_smoothing()));
         },
         [&](const train::StepReport& r) {
           const bool last = r.step == t.steps;
           if (track_every > 0 && (r.step % track_every == 0 || last || r.step == 1)) {
-            auto line = track_outliers(task, model, points);
+            auto line = track_outliers(task, model, points, device);
             line.update({{"variant", variant}, {"seed", seed}, {"step", r.step}, {"loss", r.loss}, {"lr", r.lr}});
             tracking << line.dump() << std::endl;  // flushed: the curve survives an interruption
           }
@@ -387,6 +420,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
       return std::nullopt;
     }
     save_state(done);
+    model.module->to(at::kCPU);
     early.restore_best(*model.module);
     save_module(model_path, *model.module, metadata);
     if (first > 0) train_seconds = -1;  // split over sessions: not a throughput figure
@@ -396,6 +430,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   EvaluateOptions evaluate_options;
   evaluate_options.calibration_seed = static_cast<uint64_t>(seed) + 2000;
   evaluate_options.time_int8 = options.time_int8;
+  if (device.is_cuda()) evaluate_options.native_half = device;
   auto result = evaluate_model(task, model, evaluate_options);
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
   if (fs::exists(run_dir + "/best.safetensors"))
@@ -428,7 +463,9 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     if (!wants(options.precisions, key)) continue;
     if (options.native_half) {
       analysis::NativeHalfPrecision half(*model.module, type, *options.native_half);
-      result[key] = evaluate(task, model, batches, &reference, nullptr, &half);
+      result[key] = evaluate(task, model, batches, &reference, nullptr, [&half](const at::Tensor& x) {
+        return half.input(x);
+      });
     } else {
       analysis::HalfPrecisionEmulation half(*model.module, points, type);
       result[key] = evaluate(task, model, batches, &reference);

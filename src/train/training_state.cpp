@@ -73,8 +73,10 @@ TrainingState load_training_state(const std::string& path, torch::nn::Module& mo
     if (!tensors.count(prefix + ".step")) continue;  // a parameter the optimizer has not stepped yet
     auto s = std::make_unique<torch::optim::AdamWParamState>();
     s->step(take(prefix + ".step").item<int64_t>());
-    s->exp_avg(copy_into(prefix + ".exp_avg", p.value()).clone());
-    s->exp_avg_sq(copy_into(prefix + ".exp_avg_sq", p.value()).clone());
+    // Copies on the parameter's device (a GPU run resumes with its moments there).
+    const auto on_device = [&](const at::Tensor& t) { return t.to(p.value().device(), t.scalar_type(), false, true); };
+    s->exp_avg(on_device(copy_into(prefix + ".exp_avg", p.value())));
+    s->exp_avg_sq(on_device(copy_into(prefix + ".exp_avg_sq", p.value())));
     moments.emplace_back(p.value().unsafeGetTensorImpl(), std::move(s));
   }
   std::vector<std::pair<at::Generator*, at::Tensor>> rng;

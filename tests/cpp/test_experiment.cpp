@@ -144,7 +144,7 @@ TEST(TrainingState, RoundTripRestoresModelOptimizerAndGenerators) {
 // A ViT on a fixed random 3-class image set: the runner's Task interface without any dataset on disk.
 class ToyTask : public experiment::Task {
  public:
-  ToyTask() {
+  explicit ToyTask(double dropout = 0.1) {
     train_.steps = 8, train_.lr = 3e-3, train_.warmup = 2;
     evaluation_.batches = 2, evaluation_.calibration_batches = 1, evaluation_.track_every = 1;
     auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
@@ -159,7 +159,7 @@ class ToyTask : public experiment::Task {
                    {"layers", c.num_layers},
                    {"heads", c.num_heads},
                    {"d_ff", c.d_ff},
-                   {"dropout", c.dropout},
+                   {"dropout", dropout},
                    {"attention_dropout", 0.0},
                    {"init_std", c.init_std}}},
                  {"derived", {{"image_size", 8}, {"channels", 1}, {"num_classes", 3}}}};
@@ -219,6 +219,47 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
   const auto again = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
   EXPECT_EQ(again->dump(), resumed->dump());
   EXPECT_EQ(fs::last_write_time(dir / "split" / "state.safetensors"), stamp);
+  fs::remove_all(dir);
+}
+
+TEST(Runner, TrainingDeviceIsCheckedWithAClearError) {
+  auto config = experiment::parse_yaml("name: x\ndevice: tpu\ntasks: [{task: vit}]\n", "test");
+  try {
+    experiment::read_experiment(experiment::ConfigReader(config, "test.yaml"));
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("'device'"), std::string::npos) << e.what();
+  }
+  config["device"] = "cuda:1";
+  EXPECT_EQ(experiment::read_experiment(experiment::ConfigReader(config, "test.yaml")).run.device, "cuda:1");
+  EXPECT_EQ(experiment::available_device("cpu"), at::Device(at::kCPU));
+  EXPECT_THROW(experiment::available_device("cuda:999"), c10::Error);  // no machine has a thousand GPUs
+  EXPECT_THROW(experiment::available_device("meta"), c10::Error);
+
+  const auto dir = fresh_dir("device");
+  ToyTask task;
+  experiment::RunOptions options;
+  options.log_every = 100, options.time_int8 = false, options.device = "cuda:999";
+  EXPECT_THROW(experiment::run_one(task, "softmax1", 0, (dir / "run").string(), options), c10::Error);
+  EXPECT_FALSE(fs::exists(dir / "run"));  // nothing trained, nothing written
+  fs::remove_all(dir);
+}
+
+// Runs only where a GPU is usable (the device machines): training there gives the CPU run's model to float32
+// rounding, evaluation runs on CPU as always, and FP16/BF16 run natively on the GPU.
+TEST(Runner, TrainingOnAGpuMatchesTheCpuRun) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no usable CUDA GPU";
+  const auto dir = fresh_dir("gpu");
+  ToyTask task(0.0);  // no dropout: the GPU draws its masks from another generator
+  experiment::RunOptions options;
+  options.log_every = 100, options.time_int8 = false;
+  const auto cpu = experiment::run_one(task, "softmax", 0, (dir / "cpu").string(), options);
+  options.device = "cuda";
+  const auto gpu = experiment::run_one(task, "softmax", 0, (dir / "gpu").string(), options);
+  ASSERT_TRUE(cpu && gpu);
+  EXPECT_NEAR((*gpu)["fp32"]["loss"].get<double>(), (*cpu)["fp32"]["loss"].get<double>(), 1e-3);
+  EXPECT_EQ((*gpu)["half_precision"], "native on cuda");
+  EXPECT_LT((*gpu)["fp16"]["kl"].get<double>(), 1e-2);
   fs::remove_all(dir);
 }
 

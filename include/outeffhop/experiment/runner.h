@@ -22,7 +22,13 @@ struct RunOptions {
   int64_t log_every = 25;          // progress line every K steps
   bool time_int8 = true;           // time one forward pass in FP32 and with INT8 Linears
   bool eager_attention = false;    // train through the materialised softmax_n composite, not the fused kernel (timing)
+  // Where training runs: cpu, cuda or cuda:N. Evaluation runs on CPU (W8A8, real INT8 and the saved files are the
+  // same whichever device trained), except FP16/BF16, which run natively on a GPU when training used one.
+  std::string device = "cpu";
 };
+
+// The device named (cpu, cuda, cuda:N); a clear error when the name is not a device or this machine lacks it.
+at::Device available_device(const std::string& name);
 
 struct TaskEntry {
   nlohmann::json config;              // read by make_task
