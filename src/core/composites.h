@@ -27,6 +27,13 @@ std::tuple<at::Tensor, at::Tensor> sparse_map_backward_formula(const at::Tensor&
                                                                const at::Tensor& x, const at::Tensor& alpha,
                                                                int64_t dim);
 
+// The sparse maps with ATen ops only, on any device (the CUDA registrations use them): sparsemax and 1.5-entmax by
+// sorting (exact), alpha-entmax by n_iter bisection steps. Same contract as the ops: float16/bfloat16 computed in
+// float32, rows of only -inf give zeros, a NaN in a row gives a NaN row. The caller checks the arguments.
+at::Tensor sparsemax_composite(const at::Tensor& x, int64_t dim);
+at::Tensor entmax15_composite(const at::Tensor& x, int64_t dim);
+at::Tensor entmax_bisect_composite(const at::Tensor& x, const at::Tensor& alpha, int64_t dim, int64_t n_iter);
+
 at::Tensor kurtosis_composite(const at::Tensor& x);
 at::Tensor inf_norm_composite(const at::Tensor& x);
 at::Tensor fake_quant_asym_composite(const at::Tensor& x, double xmin, double xmax, int64_t bits);

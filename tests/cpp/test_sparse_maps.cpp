@@ -114,6 +114,31 @@ TEST_P(SparseMapTable, KernelBackwardMatchesFormulaAndFiniteDifferences) {
   EXPECT_LE(max_abs_diff(leaf_a.grad(), ga), 1e-9);
 }
 
+// The ATen compositions behind the CUDA registrations, checked here on CPU against the CPU kernels (and so the
+// oracle): the same maps by another algorithm (sort on whole rows, plain bisection), in float64 and float32.
+TEST_P(SparseMapTable, AtenCompositionsForGpusMatchTheCpuKernels) {
+  const auto& c = GetParam();
+  const auto x = make_input(c);
+  const double hostile = c.input == Input::kHostile ? 1e4 : 1.0;
+  auto shape = x.sizes().vec();
+  shape[c.dim < 0 ? c.dim + x.dim() : c.dim] = 1;
+  const auto alpha = 1.2 + at::rand(shape, at::kDouble);
+  const double tolerance[] = {kTolOracleF64, kTolF32};
+  int i = 0;
+  for (const auto type : {at::kDouble, at::kFloat}) {
+    const auto xt = x.to(type), at_ = alpha.to(type);
+    const double tol = tolerance[i++] * hostile;
+    EXPECT_LE(max_abs_diff(detail::sparsemax_composite(xt, c.dim), sparsemax(xt, c.dim)), tol) << type;
+    EXPECT_LE(max_abs_diff(detail::entmax15_composite(xt, c.dim), entmax15(xt, c.dim)), tol) << type;
+    const auto bisect = detail::entmax_bisect_composite(xt, at_, c.dim, 50);
+    EXPECT_LE(max_abs_diff(bisect, entmax_bisect(xt, at_, c.dim)), std::max(tol, kTolBisect50 * hostile)) << type;
+    EXPECT_EQ(bisect.scalar_type(), type);
+  }
+  const auto half = detail::sparsemax_composite(x.to(at::kBFloat16), c.dim);  // computed in float32
+  EXPECT_EQ(half.scalar_type(), at::kBFloat16);
+  EXPECT_LE(max_abs_diff(half, sparsemax(x.to(at::kBFloat16), c.dim)), 1e-2);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, SparseMapTable,
     ::testing::Values(SparseCase{"one_column", {4, 1}, 1, Input::kRandom},
@@ -135,7 +160,9 @@ TEST(SparseMaps, HostileRowsAreDefined) {
   auto x = at::randn({3, 5}, at::kFloat);
   x[0].fill_(-INFINITY);  // fully masked: zeros
   x[1][2] = NAN;          // NaN poisons only its row
-  for (const auto& out : {sparsemax(x), entmax15(x), entmax_bisect(x, at::full({}, 1.3))}) {
+  for (const auto& out : {sparsemax(x), entmax15(x), entmax_bisect(x, at::full({}, 1.3)),
+                          detail::sparsemax_composite(x, -1), detail::entmax15_composite(x, -1),
+                          detail::entmax_bisect_composite(x, at::full({}, 1.3), -1, 50)}) {
     EXPECT_EQ(out[0].abs().sum().item<double>(), 0.0);
     EXPECT_TRUE(out[1].isnan().all().item<bool>());
     EXPECT_NEAR(out[2].sum().item<double>(), 1.0, kTolF32);
