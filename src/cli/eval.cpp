@@ -76,6 +76,17 @@ void add_eval(CLI::App& app) {
     }
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
                 result["outliers"]["max_inf_norm"].get<double>());
+    auto peaks = result["outliers"]["peaks"].get<std::vector<nlohmann::json>>();
+    std::sort(peaks.begin(), peaks.end(), [](const auto& a, const auto& b) { return a["value"] > b["value"]; });
+    if (peaks.size() > 5) peaks.resize(5);
+    std::printf("largest activations:\n| module | max abs | sample | position | dim | token | usual position of a "
+                "sample's max |\n|---|---|---|---|---|---|---|\n");
+    for (const auto& p : peaks)
+      std::printf("| %s | %.2f | %lld | %lld | %lld | %s | %lld (%.0f%% of samples) |\n",
+                  p["module"].get<std::string>().c_str(), p["value"].get<double>(), p["sample"].get<long long>(),
+                  p["position"].get<long long>(), p["dim"].get<long long>(),
+                  p.contains("token") ? std::to_string(p["token"].get<long long>()).c_str() : "-",
+                  p["usual_position"].get<long long>(), 100 * p["usual_share"].get<double>());
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
                   result["fp32_parameter_bytes"].get<double>() / 1e6,

@@ -14,6 +14,7 @@
 
 #include "analysis/mean_std.h"
 #include "bench/timing.h"
+#include "outeffhop/analysis/activation_peaks.h"
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
@@ -119,6 +120,38 @@ json outlier_json(const analysis::OutlierStats& stats) {
   for (const auto& [layer, l] : stats.per_layer())
     layers.push_back({{"layer", layer}, {"avg_kurtosis", l.avg_kurtosis}, {"max_inf_norm", l.max_inf_norm}});
   return {{"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}, {"modules", modules}, {"layers", layers}};
+}
+
+// The activation peaks as JSON, each with the input token at its place where the input holds token ids (B x T, or
+// BERT's B x 3|4 x T whose first row is the ids).
+json peaks_json(const analysis::ActivationPeaks& peaks, const std::vector<Batch>& batches) {
+  auto token_at = [&](int64_t sample, int64_t position) -> std::optional<int64_t> {
+    for (const auto& b : batches) {
+      const int64_t rows = b.input.size(0);
+      if (sample >= rows) {
+        sample -= rows;
+        continue;
+      }
+      if (at::isFloatingType(b.input.scalar_type()) || b.input.dim() < 2) return std::nullopt;
+      const auto ids = b.input.dim() == 2 ? b.input[sample] : b.input[sample][0];
+      if (ids.dim() != 1 || position >= ids.size(0)) return std::nullopt;
+      return ids[position].item<int64_t>();
+    }
+    return std::nullopt;
+  };
+  json list = json::array();
+  for (const auto& p : peaks.peaks()) {
+    json j = {{"module", p.module},
+              {"value", p.value},
+              {"sample", p.sample},
+              {"position", p.position},
+              {"dim", p.dim},
+              {"usual_position", p.usual_position},
+              {"usual_share", p.usual_share}};
+    if (const auto token = token_at(p.sample, p.position)) j["token"] = *token;
+    list.push_back(j);
+  }
+  return list;
 }
 
 // Outlier statistics of the model on the first evaluation batch.
@@ -454,11 +487,16 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   analysis::OutlierStats stats;
   points->add_observer(
       analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
+  analysis::ActivationPeaks peaks;
+  points->add_observer([&](const std::string& p, const at::Tensor& x) {
+    if (task.outlier_rows(p) != analysis::OutlierRows::kSkip && x.dim() >= 2) peaks.add(p, x);
+  });
   std::vector<at::Tensor> reference;
   const auto& batches = task.eval_batches();
   result["fp32"] = evaluate(task, model, batches, nullptr, &reference);
   points->clear_observers();
   result["outliers"] = outlier_json(stats);
+  result["outliers"]["peaks"] = peaks_json(peaks, batches);
   for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
     if (options.native_half) {

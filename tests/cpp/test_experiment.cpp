@@ -213,6 +213,15 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
   EXPECT_EQ(tracked_losses(dir / "split"), losses);  // bit for bit
   for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) EXPECT_EQ((*resumed)[p]["loss"], (*whole)[p]["loss"]) << p;
   EXPECT_EQ((*resumed)["outliers"]["avg_kurtosis"], (*whole)["outliers"]["avg_kurtosis"]);
+  // Each module's peak |x| is its largest row inf-norm, found by another route (the outlier statistics).
+  const auto& outliers = (*whole)["outliers"];
+  ASSERT_EQ(outliers["peaks"].size(), outliers["modules"].size());
+  for (size_t i = 0; i < outliers["peaks"].size(); ++i) {
+    EXPECT_EQ(outliers["peaks"][i]["module"], outliers["modules"][i]["module"]);
+    EXPECT_NEAR(outliers["peaks"][i]["value"].get<double>(), outliers["modules"][i]["max_row_inf_norm"].get<double>(),
+                1e-5);
+    EXPECT_FALSE(outliers["peaks"][i].contains("token"));  // images: no token ids
+  }
 
   // Run again: the result is read back, nothing trains (the state file is not touched).
   const auto stamp = fs::last_write_time(dir / "split" / "state.safetensors");

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "outeffhop/analysis/activation_peaks.h"
 #include "outeffhop/analysis/outlier_stats.h"
 #include "outeffhop/analysis/range_estimator.h"
 #include "outeffhop/outliers.h"
@@ -105,6 +106,35 @@ TEST(OutlierStats, AggregationEqualsAHandComputation) {
   EXPECT_NEAR(layers.at(0).max_inf_norm, 6.0, 1e-12);
   EXPECT_NEAR(layers.at(1).max_inf_norm, 5.0, 1e-12);
   EXPECT_NEAR(layers.at(-1).max_inf_norm, 10.0, 1e-12);
+}
+
+TEST(ActivationPeaks, LocationsAndUsualPositionByHand) {
+  analysis::ActivationPeaks peaks;
+  auto first = at::zeros({2, 3, 4});  // samples 0-1: largest |x| at position 0 (5) and position 2 (|-7|)
+  first[0][0][1] = 5.0, first[1][2][3] = -7.0;
+  auto second = at::zeros({3, 3, 4});  // samples 2-4: all-zero samples count position 0; sample 4 peaks at 1
+  second[2][1][0] = 9.0;
+  peaks.add("block", first);
+  peaks.add("block", second);
+  peaks.add("pooled", at::tensor({1.0f, -3.0f, 2.0f}).view({1, 3}));  // B x d: one position
+  peaks.add("series", at::arange(24, at::kFloat).view({1, 2, 3, 4}));  // middle dims flattened: 6 positions
+  EXPECT_THROW(peaks.add("scalar_rows", at::ones({3})), c10::Error);
+  const auto p = peaks.peaks();
+  ASSERT_EQ(p.size(), 3u);
+  EXPECT_EQ(p[0].module, "block");
+  EXPECT_DOUBLE_EQ(p[0].value, 9.0);
+  EXPECT_EQ(p[0].sample, 4);  // counted over both batches
+  EXPECT_EQ(p[0].position, 1);
+  EXPECT_EQ(p[0].dim, 0);
+  EXPECT_EQ(p[0].samples, 5);
+  EXPECT_EQ(p[0].usual_position, 0);
+  EXPECT_DOUBLE_EQ(p[0].usual_share, 3.0 / 5.0);
+  EXPECT_DOUBLE_EQ(p[1].value, 3.0);
+  EXPECT_EQ(p[1].position, 0);
+  EXPECT_EQ(p[1].dim, 1);
+  EXPECT_DOUBLE_EQ(p[2].value, 23.0);
+  EXPECT_EQ(p[2].position, 5);
+  EXPECT_EQ(p[2].dim, 3);
 }
 
 TEST(RangeEstimator, MethodsByHandAndDeterministic) {
