@@ -1,6 +1,6 @@
 """The ops on a GPU (skipped without one): the fused CUDA attention against an independent float64 oracle, with the
 rule "error at most 2x that of a naive implementation in the same precision"; gradients, hostile inputs, the
-fallbacks, and softmax_n / hopfield_retrieve on CUDA."""
+fallbacks, and softmax_n / hopfield_retrieve / the sparse maps on CUDA."""
 import math
 
 import pytest
@@ -207,3 +207,35 @@ def test_hopfield_retrieve_cuda_matches_cpu(ops):
     for g, w in zip(got, want):
         assert g.device.type == "cuda"
         assert max_err(g.cpu(), w) < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_maps_cuda_match_cpu(ops, dtype):
+    """The sparse maps on CUDA (ATen compositions) against the CPU kernels: values, masked and NaN rows, gradients."""
+    x = torch.randn(33, 70, dtype=dtype) * 3
+    x[3, 5] = -math.inf
+    x[4] = -math.inf
+    x[5, 7] = math.nan
+    alpha = 1.2 + torch.rand(33, 1, dtype=dtype)
+    tol = 1e-5 if dtype == torch.float32 else 1e-9
+    maps = (
+        ("sparsemax", lambda t, a: ops.sparsemax(t, -1)),
+        ("entmax15", lambda t, a: ops.entmax15(t, -1)),
+        ("entmax_bisect", lambda t, a: ops.entmax_bisect(t, a, -1, 50)),
+    )
+    for name, f in maps:
+        got = f(x.to(DEV), alpha.to(DEV))
+        want = f(x, alpha)
+        assert got.device.type == "cuda", name
+        assert torch.equal(got[4].cpu(), torch.zeros(70, dtype=dtype)), name
+        assert torch.isnan(got[5]).all(), name
+        keep = [i for i in range(33) if i != 5]
+        assert max_err(got[keep].cpu(), want[keep]) < tol, name
+        xg, ag = x[keep].to(DEV).requires_grad_(), alpha[keep].to(DEV).requires_grad_()
+        xc, ac = x[keep].clone().requires_grad_(), alpha[keep].clone().requires_grad_()
+        w = torch.randn(32, 70, dtype=dtype)
+        (f(xg, ag) * w.to(DEV)).sum().backward()
+        (f(xc, ac) * w).sum().backward()
+        assert max_err(xg.grad.cpu(), xc.grad) < 10 * tol, name
+        if name == "entmax_bisect":
+            assert max_err(ag.grad.cpu(), ac.grad) < 10 * tol, name
