@@ -28,13 +28,13 @@ namespace {
 
 using nlohmann::json;
 
+// Moves a model input to where the model is (its device; its type when it runs natively in half precision).
+using ToModel = std::function<at::Tensor(const at::Tensor&)>;
+
 // Means over batches (weighted by their rows) of the loss and the task's measures, and against reference outputs how
 // far this model's are from them. Class logits: accuracy; KL(ref || this) per prediction and how often both put
 // their top-1 on the same class. Values (forecasting): MSE (the loss) and MAE; the relative change ||y - y_ref|| /
 // ||y_ref||. outputs_out receives what a later call compares with (log-probabilities or values).
-// Moves a model input to where the model is (its device; its type when it runs natively in half precision).
-using ToModel = std::function<at::Tensor(const at::Tensor&)>;
-
 json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
               const std::vector<at::Tensor>* reference, std::vector<at::Tensor>* outputs_out = nullptr,
               const ToModel& to_model = {}) {
