@@ -131,7 +131,8 @@ void add_experiment(CLI::App& app) {
       "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
       "runs are skipped) and write the paper's Table 1 (Table 2 for forecasting) layout and figures");
   auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
-  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table2-cpu, table1-gpu, table2-gpu")->excludes(config);
+  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table2-cpu, table1-gpu, table2-gpu")
+      ->excludes(config);
   cmd->add_option("--set", a->overrides,
                   "override a config value: path=value, e.g. tasks.*.train.steps=100 or seeds=[0,1,2] (repeatable)");
   cmd->add_option("--runs-dir", a->runs_dir, "where runs keep their state and results (RUNS_DIR/NAME/...)")

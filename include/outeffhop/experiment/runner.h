@@ -61,8 +61,9 @@ struct EvaluateOptions {
 };
 // A trained model on the task's evaluation batches: FP32 with the outlier statistics (result["outliers"]: avg
 // kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
-// top-1 agreement against FP32: "fp16"/"bf16" (emulated, or native on options.native_half), "w8a8" (simulated, with per-point relative errors),
-// "int8" (real INT8 Linears where the task has them; with forward timings).
+// top-1 agreement against FP32: "fp16"/"bf16" (emulated, or native on options.native_half), "w8a8" (simulated,
+// with per-point relative errors), "int8" (real INT8 Linears where the task has them; with forward timings); and
+// result["outliers"]["peaks"]: where each module's largest activation sits.
 nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
 
 // The markdown table of a task's results (one row per variant, mean ± std over seeds).
