@@ -28,6 +28,16 @@ namespace {
 
 using nlohmann::json;
 
+// cpu, cuda or cuda:N; nothing for any other name.
+std::optional<at::Device> parse_device(const std::string& name) {
+  try {
+    const at::Device device(name);
+    if (device.is_cpu() || device.is_cuda()) return device;
+  } catch (const c10::Error&) {
+  }
+  return std::nullopt;
+}
+
 // Moves a model input to where the model is (its device; its type when it runs natively in half precision).
 using ToModel = std::function<at::Tensor(const at::Tensor&)>;
 
@@ -300,11 +310,8 @@ ExperimentConfig read_experiment(ConfigReader c) {
   e.run.time_int8 = c.get("time_int8", e.run.time_int8);
   e.run.eager_attention = c.get("eager_attention", e.run.eager_attention);
   e.run.device = c.get("device", e.run.device);
-  try {
-    (void)at::Device(e.run.device);  // whether this machine has it is checked when a run starts
-  } catch (const c10::Error&) {
-    c.fail("device", "must be cpu, cuda or cuda:N");
-  }
+  // Whether this machine has it is checked when a run starts (a report needs no GPU).
+  if (!parse_device(e.run.device)) c.fail("device", "must be cpu, cuda or cuda:N");
   if (e.variants.empty() || e.seeds.empty()) c.fail("", "needs at least one variant and one seed");
   if (e.run.checkpoint_every < 1 || e.run.log_every < 1) c.fail("", "needs checkpoint_every and log_every >= 1");
   const auto tasks = c.required<json>("tasks");
@@ -337,13 +344,8 @@ ExperimentConfig read_experiment(ConfigReader c) {
 }
 
 at::Device available_device(const std::string& name) {
-  std::optional<at::Device> device;
-  try {
-    device = at::Device(name);
-  } catch (const c10::Error&) {
-  }
-  TORCH_CHECK(device && (device->is_cpu() || device->is_cuda()), "device '", name,
-              "' is not a device: expected cpu, cuda or cuda:N");
+  const auto device = parse_device(name);
+  TORCH_CHECK(device, "device '", name, "' is not a device: expected cpu, cuda or cuda:N");
   const bool present = device->is_cpu() || (at::hasCUDA() && device->index() < static_cast<int64_t>(at::getNumGPUs()));
   TORCH_CHECK(present, "device '", name, "' is not available on this machine (no usable CUDA GPU of that index)");
   return *device;

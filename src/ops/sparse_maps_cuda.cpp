@@ -17,7 +17,8 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_out, const at
   TORCH_CHECK(grad_out.sizes() == out.sizes(), op, ": grad_out shape ", grad_out.sizes(), " differs from out shape ",
               out.sizes());
   const auto type = detail::compute_type(out);
-  auto [gx, ga] = detail::sparse_map_backward_formula(grad_out.to(type), out.to(type), x.to(type), alpha.to(type), dim);
+  auto [gx, ga] =
+      detail::sparse_map_backward_formula(grad_out.to(type), out.to(type), x.to(type), alpha.to(type), dim);
   return {gx.to(out.scalar_type()), ga};
 }
 
