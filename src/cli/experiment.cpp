@@ -30,6 +30,7 @@ extern "C" void on_interrupt(int) {
 
 struct ExperimentArgs {
   std::string config, preset, runs_dir = "runs", data_dir = "../shared/data";
+  std::string archive;  // finished runs are kept (and found) here too: ARCHIVE/NAME/TASK/RUN
   std::vector<std::string> overrides;
   bool dump_config = false;
   bool report = false;  // tables and figures from the finished runs only; nothing trains
@@ -78,9 +79,25 @@ void run(const ExperimentArgs& a) {
     const auto& task = tasks[i];
     std::vector<json> results;
     const auto task_dir = dir + "/" + task->label();
+    auto archived_dir = [&](const std::string& variant, int64_t seed) {
+      return a.archive + "/" + config.name + "/" + task->label() + "/" + experiment::run_name(variant, seed);
+    };
+    // Where a run's files are: its runs-dir folder, or the archive's when only the archive has it finished.
+    auto files_of = [&](const std::string& variant, int64_t seed) {
+      const auto run_dir = task_dir + "/" + experiment::run_name(variant, seed);
+      const bool archived_only = !a.archive.empty() && !fs::exists(run_dir + "/result.json") &&
+                                 fs::exists(archived_dir(variant, seed) + "/result.json");
+      return archived_only ? archived_dir(variant, seed) : run_dir;
+    };
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
         const auto run_dir = task_dir + "/" + experiment::run_name(variant, seed);
+        if (const auto files = files_of(variant, seed); files != run_dir) {
+          results.push_back(*experiment::archived_result(*task, variant, seed, files));
+          std::fprintf(stderr, "[%s %s seed %lld] finished before, from the archive: %s\n", task->label().c_str(),
+                       variant.c_str(), static_cast<long long>(seed), files.c_str());
+          continue;
+        }
         if (a.report && !fs::exists(run_dir + "/result.json")) {
           std::fprintf(stderr, "[%s %s seed %lld] not finished; left out of the report\n", task->label().c_str(),
                        variant.c_str(), static_cast<long long>(seed));
@@ -93,6 +110,7 @@ void run(const ExperimentArgs& a) {
           std::exit(130);
         }
         results.push_back(*result);
+        if (!a.archive.empty()) experiment::archive_run(run_dir, archived_dir(variant, seed));
       }
     const auto table = experiment::results_table(*task, results, config.tasks[i].variants);
     tables += "\n## " + task->label() + ": " + task->description() + "\n\n" + table;
@@ -101,7 +119,7 @@ void run(const ExperimentArgs& a) {
     std::ofstream tracking(task_dir + "/tracking.jsonl");
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
-        const auto run_tracking = task_dir + "/" + experiment::run_name(variant, seed) + "/tracking.jsonl";
+        const auto run_tracking = files_of(variant, seed) + "/tracking.jsonl";
         if (fs::exists(run_tracking) && fs::file_size(run_tracking) > 0)
           tracking << std::ifstream(run_tracking).rdbuf();
       }
@@ -139,6 +157,9 @@ void add_experiment(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir, "the shared data directory (text/, cifar10/, mnist/)")
       ->capture_default_str();
+  cmd->add_option("--archive", a->archive,
+                  "also keep each finished run's result.json and tracking.jsonl in ARCHIVE/NAME/TASK/RUN, and take "
+                  "runs finished there as done (e.g. docs/runs, committed: results add up across machines)");
   cmd->add_flag("--dump-config", a->dump_config, "print the resolved config (every default filled in) and exit");
   cmd->add_flag("--report", a->report,
                 "write the tables and figures from the runs finished so far (mean ± std over their seeds); train "

@@ -292,6 +292,25 @@ json forecast_sample(const Task& task, TaskModel& model) {
   return {{"input", rows(input[0])}, {"target", rows(batch.target[0])}, {"prediction", rows(model.logits(input)[0])}};
 }
 
+// What a run's files record as its config: a result or checkpoint made with another one is never mixed in.
+json run_config(const Task& task, const std::string& variant, int64_t seed) {
+  return {{"task", task.resolved()}, {"variant", variant}, {"seed", seed}};
+}
+
+// A finished run's result, checked to come from this config (remedy: what to do when it does not).
+json read_result(const std::string& path, const json& config, const std::string& remedy) {
+  auto result = read_json(path);
+  TORCH_CHECK(result.contains("config") && result["config"].dump() == config.dump(), path,
+              ": made with a different config; ", remedy);
+  return result;
+}
+
+void copy_atomically(const std::string& from, const std::string& to) {
+  const auto tmp = to + ".tmp";
+  fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
+  fs::rename(tmp, to);
+}
+
 json best_model_json(const std::string& path) {  // a best.safetensors' step and loss
   const auto m = load_safetensors(path).metadata;
   return {{"best_step", std::stoll(m.at("step"))}, {"best_validation_loss", std::stod(m.at("validation_loss"))}};
@@ -365,13 +384,13 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   // Appended piecewise: GCC 12 warns falsely (-Wstringop-overflow) on the one-expression concatenation.
   std::string tag = "[";
   tag.append(task.label()).append(" ").append(variant).append(" seed ").append(std::to_string(seed)).append("]");
+  const json config = run_config(task, variant, seed);
   if (fs::exists(result_path)) {
     std::fprintf(stderr, "%s done before: %s\n", tag.c_str(), result_path.c_str());
-    return read_json(result_path);
+    return read_result(result_path, config, "delete " + run_dir + " to run it again");
   }
   const auto device = available_device(options.device);
   fs::create_directories(run_dir);
-  const json config = {{"task", task.resolved()}, {"variant", variant}, {"seed", seed}};
   const std::map<std::string, std::string> metadata = {{"config", config.dump()}};
 
   at::manual_seed(seed);
@@ -474,6 +493,21 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   if (train_seconds > 0) result["train_seconds"] = train_seconds;
   write_json(result_path, result);
   return result;
+}
+
+void archive_run(const std::string& run_dir, const std::string& archive_run_dir) {
+  TORCH_CHECK(fs::exists(run_dir + "/result.json"), run_dir, ": not finished; nothing to archive");
+  fs::create_directories(archive_run_dir);
+  for (const auto* file : {"tracking.jsonl", "result.json"})  // the result last: it marks the archived run complete
+    if (fs::exists(run_dir + "/" + file)) copy_atomically(run_dir + "/" + file, archive_run_dir + "/" + file);
+}
+
+std::optional<json> archived_result(const Task& task, const std::string& variant, int64_t seed,
+                                    const std::string& archive_run_dir) {
+  const auto path = archive_run_dir + "/result.json";
+  if (!fs::exists(path)) return std::nullopt;
+  return read_result(path, run_config(task, variant, seed),
+                     "remove " + archive_run_dir + " or give the experiment another name to run it again");
 }
 
 json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options) {

@@ -70,6 +70,14 @@ nlohmann::json evaluate_model(const Task& task, TaskModel& model, const Evaluate
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,
                           const std::vector<std::string>& variants);
 
+// A results archive: each finished run's result.json and tracking.jsonl (text, tens of KB) under
+// ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not
+// last add up across them. archive_run copies a finished run there (atomically, file by file); archived_result reads
+// one back: nothing when the archive lacks it, an error naming the file when it was made with another config.
+void archive_run(const std::string& run_dir, const std::string& archive_run_dir);
+std::optional<nlohmann::json> archived_result(const Task& task, const std::string& variant, int64_t seed,
+                                              const std::string& archive_run_dir);
+
 // A file-system-safe name for a variant ("clipped(-0.025,1)" -> "clipped_-0.025_1_").
 std::string run_name(const std::string& variant, int64_t seed);
 
