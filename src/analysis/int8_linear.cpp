@@ -6,6 +6,7 @@
 #include <ATen/native/quantized/PackedParams.h>
 
 #include <regex>
+#include <stdexcept>
 
 #include "outeffhop/outliers.h"
 
@@ -21,10 +22,45 @@ AffineQuantParams checked_params(std::pair<double, double> range, const char* wh
   return p;
 }
 
+// Does `engine` compute a 64-long dot product of input 255 (quint8) and weight 127 (qint8) exactly? Pairs of these
+// products overflow int16, so an engine that saturates them lands near half the exact level.
+bool computes_exactly(at::QEngine engine) {
+  constexpr int64_t kDepth = 64, kLevel = 200;
+  const double exact = kDepth * 255.0 * 127.0;
+  try {
+    at::globalContext().setQEngine(engine);
+    const auto qw = at::quantize_per_tensor(at::full({1, kDepth}, 127.0), 1.0, 0, at::kQInt8);
+    const auto qx = at::quantize_per_tensor(at::full({1, kDepth}, 255.0), 1.0, 0, at::kQUInt8);
+    static const auto prepack =
+        c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").typed<PrepackOp>();
+    const auto y = prepack.call(qw, std::nullopt)->apply(qx, exact / kLevel, 0);
+    return y.int_repr().item<int64_t>() == kLevel;
+  } catch (const c10::Error&) {  // an engine that cannot run this layout is not a candidate
+    return false;
+  }
+}
+
 }  // namespace
+
+std::string exact_quantized_engine() {
+  static const at::QEngine chosen = [] {
+    const auto current = at::globalContext().qEngine();
+    std::vector<at::QEngine> candidates = {current};
+    for (const auto e : at::globalContext().supportedQEngines())
+      if (e != current && e != at::QEngine::NoQEngine) candidates.push_back(e);
+    for (const auto e : candidates)
+      if (computes_exactly(e)) return e;
+    at::globalContext().setQEngine(current);
+    throw std::runtime_error("Int8Linear: no quantized engine of this LibTorch multiplies int8 exactly on this CPU; "
+                             "real INT8 evaluation is unavailable here");
+  }();
+  at::globalContext().setQEngine(chosen);  // again on every call: someone may have changed it since
+  return c10::toString(chosen);
+}
 
 Int8Linear::Int8Linear(const torch::nn::Linear& linear, std::pair<double, double> input_range,
                        std::pair<double, double> output_range) {
+  exact_quantized_engine();  // packed weights belong to the engine current when packing
   const auto w = linear->weight.detach().to(at::kFloat).contiguous();
   in_features_ = w.size(1), out_features_ = w.size(0);
   const double w_max = w.abs().max().item<double>();

@@ -132,7 +132,7 @@ void run_bench_int8(const Int8BenchOptions& o) {
   torch::NoGradGuard no_grad;
   nlohmann::json results = nlohmann::json::array();
   std::printf("INT8 Linear (LibTorch quantized engine '%s') vs float32, %ld tokens, %d threads\n",
-              analysis::current_quantized_engine().c_str(), o.tokens, at::get_num_threads());
+              analysis::exact_quantized_engine().c_str(), o.tokens, at::get_num_threads());
   std::printf("%-10s %10s %10s %8s %12s %12s %14s\n", "in x out", "fp32 ms", "int8 ms", "speedup", "fp32 MB",
               "int8 MB", "max |int8-sim|");
   for (const auto& shape : o.shapes) {

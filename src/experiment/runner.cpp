@@ -573,6 +573,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     const analysis::Int8Linears linears(*model.module, ranges, input_point);
     linears.attach(*points);
     result["int8"] = evaluate(task, model, batches, &reference);
+    result["int8"]["engine"] = analysis::current_quantized_engine();
     points->set_linear_override(nullptr);
     // Parameter memory: every parameter in float32, vs the INT8 Linears' weights in one byte each.
     int64_t parameters = 0;

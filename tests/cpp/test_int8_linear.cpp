@@ -35,6 +35,29 @@ TEST(Int8Linear, AgreesWithTheSimulatedPathWithinOneStep) {
   EXPECT_EQ(int8.packed_weight_bytes(), 64 * 48);
 }
 
+// The case that breaks engines which saturate pairs of u8 x s8 products at int16 (FBGEMM and oneDNN on CPUs without
+// AVX512-VNNI): every weight at +127 levels and every input at the top of its range. Whatever engine is chosen must
+// still give the simulated W8A8 output.
+TEST(Int8Linear, ExactWhereProductPairsOverflowInt16) {
+  torch::nn::Linear linear(64, 4);
+  {
+    torch::NoGradGuard no_grad;
+    linear->weight.fill_(0.5);
+    linear->bias.zero_();
+  }
+  const auto x = at::full({2, 64}, 3.0);
+  const std::pair<double, double> in_range{0.0, 3.0}, out_range{0.0, 100.0};  // exact output 64 * 1.5 = 96
+  const auto simulated = fake_quant_asym(
+      torch::nn::functional::linear(fake_quant_asym(x, 0.0, 3.0), fake_quant_sym(linear->weight.detach()),
+                                    linear->bias.detach()),
+      out_range.first, out_range.second);
+  Int8Linear int8(linear, in_range, out_range);
+  EXPECT_EQ(current_quantized_engine(), exact_quantized_engine());
+  const double step = asym_quant_params(out_range.first, out_range.second).delta;
+  EXPECT_LE((int8.forward(x) - simulated).abs().max().item<double>(), step * 1.0001)
+      << "engine " << current_quantized_engine() << " saturates";
+}
+
 TEST(Int8Linear, EnginesAndErrors) {
   const auto engines = quantized_engines();
   EXPECT_FALSE(engines.empty());

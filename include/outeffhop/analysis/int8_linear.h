@@ -1,5 +1,5 @@
-// A Linear layer computed in INT8 by LibTorch's quantized CPU engine (FBGEMM / x86 / oneDNN / QNNPACK, whichever is
-// current): the weight as qint8, symmetric per tensor (the grid of fake_quant_sym), the input as quint8 with a static
+// A Linear layer computed in INT8 by LibTorch's quantized CPU engine (FBGEMM / x86 / oneDNN / QNNPACK: the first that
+// computes exactly on this CPU, see exact_quantized_engine): the weight as qint8, symmetric per tensor (the grid of fake_quant_sym), the input as quint8 with a static
 // range and the output requantized to quint8 with a static range (the grids of fake_quant_asym). The result is
 // dequantized to float, so it can replace the simulated path and be compared with it.
 #pragma once
@@ -66,5 +66,12 @@ std::string bert_linear_input_point(const std::string& linear);
 // The quantized engines this LibTorch offers ("fbgemm", "x86", "onednn", "qnnpack") and the current one.
 std::vector<std::string> quantized_engines();
 std::string current_quantized_engine();
+// The quantized engine Int8Linear computes with, chosen once per process and made LibTorch's current one: the current
+// engine if a probe shows it multiplies u8 x s8 exactly, else the first supported engine that does. Where the CPU has
+// no AVX512-VNNI, FBGEMM, x86 and oneDNN multiply through vpmaddubsw, which saturates each pair of products at int16
+// (2 x 255 x 127 > 32767): outputs off by tens of quantization steps (27 measured on an AVX2-only AMD EPYC), not the
+// W8A8 the simulation computes. QNNPACK widens to int16 before multiplying and is exact there. Throws when no
+// supported engine is exact. Every call makes the chosen engine current again.
+std::string exact_quantized_engine();
 
 }  // namespace outeffhop::analysis
