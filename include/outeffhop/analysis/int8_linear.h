@@ -1,7 +1,7 @@
-// A Linear layer computed in INT8 by LibTorch's quantized CPU engine (FBGEMM / x86 / oneDNN / QNNPACK: the first that
-// computes exactly on this CPU, see exact_quantized_engine): the weight as qint8, symmetric per tensor (the grid of fake_quant_sym), the input as quint8 with a static
-// range and the output requantized to quint8 with a static range (the grids of fake_quant_asym). The result is
-// dequantized to float, so it can replace the simulated path and be compared with it.
+// A Linear layer computed in INT8 by LibTorch's quantized CPU engine (the first that computes exactly on this CPU: see
+// exact_quantized_engine): the weight as qint8, symmetric per tensor (the grid of fake_quant_sym), the input as quint8
+// with a static range and the output requantized to quint8 with a static range (the grids of fake_quant_asym). The
+// result is dequantized to float, to replace the simulated path and compare with it.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/intrusive_ptr.h>
