@@ -22,6 +22,12 @@ AffineQuantParams checked_params(std::pair<double, double> range, const char* wh
   return p;
 }
 
+const c10::TypedOperatorHandle<PrepackOp>& linear_prepack() {
+  static const auto op =
+      c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").typed<PrepackOp>();
+  return op;
+}
+
 // Does `engine` compute a 64-long dot product of input 255 (quint8) and weight 127 (qint8) exactly? Pairs of these
 // products overflow int16, so an engine that saturates them lands near half the exact level.
 bool computes_exactly(at::QEngine engine) {
@@ -31,9 +37,7 @@ bool computes_exactly(at::QEngine engine) {
     at::globalContext().setQEngine(engine);
     const auto qw = at::quantize_per_tensor(at::full({1, kDepth}, 127.0), 1.0, 0, at::kQInt8);
     const auto qx = at::quantize_per_tensor(at::full({1, kDepth}, 255.0), 1.0, 0, at::kQUInt8);
-    static const auto prepack =
-        c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").typed<PrepackOp>();
-    const auto y = prepack.call(qw, std::nullopt)->apply(qx, exact / kLevel, 0);
+    const auto y = linear_prepack().call(qw, std::nullopt)->apply(qx, exact / kLevel, 0);
     return y.int_repr().item<int64_t>() == kLevel;
   } catch (const c10::Error&) {  // an engine that cannot run this layout is not a candidate
     return false;
@@ -67,9 +71,7 @@ Int8Linear::Int8Linear(const torch::nn::Linear& linear, std::pair<double, double
   const auto qw = at::quantize_per_tensor(w, w_max > 0 ? w_max / 127 : 1.0, 0, at::kQInt8);
   std::optional<at::Tensor> bias;
   if (linear->bias.defined()) bias = linear->bias.detach().to(at::kFloat).contiguous();
-  static const auto prepack =
-      c10::Dispatcher::singleton().findSchemaOrThrow("quantized::linear_prepack", "").typed<PrepackOp>();
-  packed_ = prepack.call(qw, bias);
+  packed_ = linear_prepack().call(qw, bias);
   const auto in = checked_params(input_range, "input"), out = checked_params(output_range, "output");
   in_scale_ = in.delta, in_zero_point_ = in.zero_point;
   out_scale_ = out.delta, out_zero_point_ = out.zero_point;
