@@ -134,9 +134,15 @@ void entmax_bisect_forward(const SparseMapParams<T>& p, int64_t row_begin, int64
         mass += q * d, slope += q;
       }
       (mass >= 1 ? lo : hi) = tau;
-      double next = slope > 0 ? tau + (mass - 1) / (inv_b * slope) : (lo + hi) / 2;
+      const double tol = 4 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(tau));
+      // A vanishing Newton step means tau is the root. Test it before the bracket check: at the first iterate
+      // tau = lo is often already the root (one entry carries all the mass), its step lands on lo, and the
+      // safeguard would then bisect toward it for every remaining step.
+      const double step = slope > 0 ? (mass - 1) / (inv_b * slope) : 0.0;
+      if (slope > 0 && std::abs(step) <= tol) break;
+      double next = slope > 0 ? tau + step : (lo + hi) / 2;
       if (!(next > lo && next < hi)) next = (lo + hi) / 2;
-      if (std::abs(next - tau) <= 4 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(tau))) break;
+      if (std::abs(next - tau) <= tol) break;
       tau = next;
     }
     // tau stays strictly below hi <= max, so the top entry keeps some mass.
