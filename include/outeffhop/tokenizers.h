@@ -81,6 +81,9 @@ class SentencePieceBpe {
   std::string decode(const std::vector<int64_t>& ids) const;
   int64_t size() const;
   int64_t bos_id() const;
+  // FNV-1a 64 (16 hex digits) of the pieces and their scores: equal for models that tokenize alike, unlike the file,
+  // which also records the paths it was trained with.
+  std::string fingerprint() const;
 
  private:
   std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;

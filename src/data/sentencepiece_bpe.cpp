@@ -2,6 +2,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <cstdio>
 #include <stdexcept>
 
 #include "outeffhop/tokenizers.h"
@@ -50,5 +51,21 @@ std::string SentencePieceBpe::decode(const std::vector<int64_t>& ids) const {
 
 int64_t SentencePieceBpe::size() const { return processor_->GetPieceSize(); }
 int64_t SentencePieceBpe::bos_id() const { return processor_->bos_id(); }
+
+std::string SentencePieceBpe::fingerprint() const {
+  uint64_t hash = 14695981039346656037ull;
+  const auto add = [&hash](const void* data, size_t size) {
+    for (size_t i = 0; i < size; ++i) hash = (hash ^ static_cast<const unsigned char*>(data)[i]) * 1099511628211ull;
+  };
+  for (int id = 0; id < processor_->GetPieceSize(); ++id) {
+    const auto& piece = processor_->IdToPiece(id);
+    const float score = processor_->GetScore(id);
+    add(piece.data(), piece.size() + 1);  // with the terminating NUL, so "ab"+"c" differs from "a"+"bc"
+    add(&score, sizeof score);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return hex;
+}
 
 }  // namespace outeffhop::data

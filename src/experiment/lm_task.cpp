@@ -44,6 +44,7 @@ class LmTask : public OptTask {
     tokenizer_ = data.get<std::string>("tokenizer", "bytes");
     const auto sp_vocab = data.get<int64_t>("sentencepiece_vocab", 8000);
     auto sp_model = data.get<std::string>("sentencepiece_model", "");
+    const auto sp_expected = data.get<std::string>("sentencepiece_fingerprint", "");
     data.finish();
     if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
       data.fail("tokenizer", "must be bytes, gpt2 or sentencepiece");
@@ -52,9 +53,14 @@ class LmTask : public OptTask {
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     const auto book_text = data::read_books(books);
     std::shared_ptr<data::SentencePieceBpe> sp;
+    std::string sp_given = sp_model, sp_fingerprint;
     if (tokenizer_ == "sentencepiece") {  // trained on the books once, cached next to the runs
       if (sp_model.empty()) sp_model = trained_sentencepiece(book_text, sp_vocab, cache_dir);
       sp = std::make_shared<data::SentencePieceBpe>(sp_model);
+      sp_fingerprint = sp->fingerprint();
+      if (!sp_expected.empty() && sp_expected != sp_fingerprint)
+        data.fail("sentencepiece_fingerprint", "is " + sp_expected + " but the model at " + sp_model + " has " +
+                                                   sp_fingerprint + ": not the tokenizer this config was made with");
       bos_id_ = sp->bos_id();
     }
     const auto model = read_model_options(config.child("model"), transformer_model_defaults(128, 512));
@@ -64,7 +70,10 @@ class LmTask : public OptTask {
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
     nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
-    if (sp) data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_model"] = sp_model;
+    if (sp) {  // the model by content; its path only when the config named one (a cached one's path varies)
+      data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_fingerprint"] = sp_fingerprint;
+      if (!sp_given.empty()) data_json["sentencepiece_model"] = sp_given;
+    }
     resolved_ = {{"task", "lm"},
                  {"data", data_json},
                  {"model", model},

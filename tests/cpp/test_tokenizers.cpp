@@ -105,6 +105,14 @@ TEST(SentencePiece, TrainEncodeDecodeAndErrors) {
   EXPECT_THROW(sp.decode({-1}), std::runtime_error);
   EXPECT_THROW(data::SentencePieceBpe{text}, std::runtime_error);  // not a model
   EXPECT_THROW(data::SentencePieceBpe::train(text, (dir / "x.bin").string(), 320), std::runtime_error);
+  // The fingerprint identifies the vocabulary, not the file: retrained elsewhere it is equal, though the file (which
+  // records its paths) is not; another vocabulary size changes it.
+  const auto elsewhere = (dir / "elsewhere.model").string(), smaller = (dir / "smaller.model").string();
+  data::SentencePieceBpe::train(text, elsewhere, 360);
+  data::SentencePieceBpe::train(text, smaller, 340);
+  EXPECT_EQ(sp.fingerprint().size(), 16u);
+  EXPECT_EQ(data::SentencePieceBpe(elsewhere).fingerprint(), sp.fingerprint());
+  EXPECT_NE(data::SentencePieceBpe(smaller).fingerprint(), sp.fingerprint());
   std::filesystem::remove_all(dir);
 }
 
