@@ -114,6 +114,7 @@ void run(const ExperimentArgs& a) {
       }
     const auto table = experiment::results_table(*task, results, config.tasks[i].variants);
     tables += "\n## " + task->label() + ": " + task->description() + "\n\n" + table;
+    fs::create_directories(task_dir);  // absent when every run came from the archive
     std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";
     // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
     std::ofstream tracking(task_dir + "/tracking.jsonl");
