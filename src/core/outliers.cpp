@@ -34,9 +34,12 @@ at::Tensor kurtosis_composite(const at::Tensor& x) {
   TORCH_CHECK(rows.size(1) >= 2, "kurtosis: each sample needs at least 2 values (unbiased std), got ", rows.size(1));
   const auto r = rows.to(at::kDouble);
   const auto centered = r - r.mean(1, true);
-  const auto fourth = centered.pow(4).mean(1);
-  const auto std = r.std(1, /*unbiased=*/true);
-  return (fourth / (std.pow(4) + 1e-6)).to(x.scalar_type());
+  // Squares rather than pow(4) and std(): one pass over the squared deviations gives both moments (the outlier
+  // tracking of small models spent a fifth of training time in pow and Welford here).
+  const auto squared = centered.square();
+  const auto fourth = squared.square().mean(1);
+  const auto variance = squared.sum(1) / static_cast<double>(rows.size(1) - 1);  // unbiased
+  return (fourth / (variance.square() + 1e-6)).to(x.scalar_type());
 }
 
 at::Tensor inf_norm_composite(const at::Tensor& x) {
