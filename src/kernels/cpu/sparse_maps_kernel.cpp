@@ -147,9 +147,8 @@ void entmax_bisect_forward(const SparseMapParams<T>& p, int64_t row_begin, int64
     }
     // tau stays strictly below hi <= max, so the top entry keeps some mass.
     double total = 0;
-    for (double v : x) total += v > tau ? std::pow(v - tau, inv_b) : 0.0;
-    for (int64_t j = 0; j < p.cols; ++j)
-      out[j] = static_cast<T>(x[j] > tau ? std::pow(x[j] - tau, inv_b) / total : 0.0);
+    for (double& v : x) total += (v = v > tau ? std::pow(v - tau, inv_b) : 0.0);  // x now holds the masses
+    for (int64_t j = 0; j < p.cols; ++j) out[j] = static_cast<T>(x[j] / total);
   }
 }
 
