@@ -43,7 +43,7 @@ class LmTask : public OptTask {
     seq_ = data.get<int64_t>("seq", 128);
     tokenizer_ = data.get<std::string>("tokenizer", "bytes");
     const auto sp_vocab = data.get<int64_t>("sentencepiece_vocab", 8000);
-    auto sp_model = data.get<std::string>("sentencepiece_model", "");
+    const auto sp_given = data.get<std::string>("sentencepiece_model", "");
     const auto sp_expected = data.get<std::string>("sentencepiece_fingerprint", "");
     data.finish();
     if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
@@ -53,9 +53,9 @@ class LmTask : public OptTask {
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     const auto book_text = data::read_books(books);
     std::shared_ptr<data::SentencePieceBpe> sp;
-    std::string sp_given = sp_model, sp_fingerprint;
+    std::string sp_fingerprint;
     if (tokenizer_ == "sentencepiece") {  // trained on the books once, cached next to the runs
-      if (sp_model.empty()) sp_model = trained_sentencepiece(book_text, sp_vocab, cache_dir);
+      const auto sp_model = sp_given.empty() ? trained_sentencepiece(book_text, sp_vocab, cache_dir) : sp_given;
       sp = std::make_shared<data::SentencePieceBpe>(sp_model);
       sp_fingerprint = sp->fingerprint();
       if (!sp_expected.empty() && sp_expected != sp_fingerprint)

@@ -138,10 +138,12 @@ void entmax_bisect_forward(const SparseMapParams<T>& p, int64_t row_begin, int64
       // A vanishing Newton step means tau is the root. Test it before the bracket check: at the first iterate
       // tau = lo is often already the root (one entry carries all the mass), its step lands on lo, and the
       // safeguard would then bisect toward it for every remaining step.
-      const double step = slope > 0 ? (mass - 1) / (inv_b * slope) : 0.0;
-      if (slope > 0 && std::abs(step) <= tol) break;
-      double next = slope > 0 ? tau + step : (lo + hi) / 2;
-      if (!(next > lo && next < hi)) next = (lo + hi) / 2;
+      double next = (lo + hi) / 2;
+      if (slope > 0) {
+        const double step = (mass - 1) / (inv_b * slope);
+        if (std::abs(step) <= tol) break;
+        if (tau + step > lo && tau + step < hi) next = tau + step;
+      }
       if (std::abs(next - tau) <= tol) break;
       tau = next;
     }
