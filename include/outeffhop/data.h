@@ -72,6 +72,9 @@ std::string read_books(const std::string& dir);
 // Sentences of a text: a sentence ends at '.', '!' or '?' (with any closing quotes or brackets) followed by whitespace,
 // or at a blank line; whitespace inside is collapsed to single spaces. (A simple rule: "Mr. Smith" splits.)
 std::vector<std::string> split_sentences(const std::string& text);
+// A held-out split of a sequence of sentences in blocks of `block`: block k (sentences k*block ...) is held out when
+// floor((k + 1) f) > floor(k f), a fraction f of the blocks spread evenly. f = 0: none.
+bool in_held_out_block(size_t index, double fraction, size_t block = 100);
 // Byte-level tokens: int64 ids 0..255, one per byte.
 at::Tensor byte_tokens(const std::string& text);
 

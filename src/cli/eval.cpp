@@ -64,16 +64,19 @@ void add_eval(CLI::App& app) {
                 result["half_precision"].get<std::string>().c_str(),
                 task->metric_name().c_str(),
                 values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
-    for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"}) {
-      if (!result.contains(p)) continue;
-      const auto& r = result[p];
+    auto row = [values](const std::string& label, const nlohmann::json& r) {
       if (values)
-        std::printf("| %s | %.4f | %.4f | %.3f |\n", p, r["metric"].get<double>(), r["mae"].get<double>(),
-                    100 * r.value("output_change", 0.0));
+        std::printf("| %s | %.4f | %.4f | %.3f |\n", label.c_str(), r["metric"].get<double>(),
+                    r["mae"].get<double>(), 100 * r.value("output_change", 0.0));
       else
-        std::printf("| %s | %.4f | %.3f | %.2f |\n", p, r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
-                    100 * r.value("same_top1", 1.0));
-    }
+        std::printf("| %s | %.4f | %.3f | %.2f |\n", label.c_str(), r["metric"].get<double>(),
+                    1e3 * r.value("kl", 0.0), 100 * r.value("same_top1", 1.0));
+    };
+    for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"})
+      if (result.contains(p)) row(p, result[p]);
+    if (result.contains("extra"))  // further evaluation sets (BERT: the held-out books)
+      for (const auto& [name, precisions] : result["extra"].items())
+        for (const auto& [p, r] : precisions.items()) row(p + " on " + name, r);
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
                 result["outliers"]["max_inf_norm"].get<double>());
     auto peaks = result["outliers"]["peaks"].get<std::vector<nlohmann::json>>();

@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -89,6 +90,12 @@ std::vector<std::string> split_sentences(const std::string& text) {
   }
   flush();
   return sentences;
+}
+
+bool in_held_out_block(size_t index, double fraction, size_t block) {
+  TORCH_CHECK(block > 0 && fraction >= 0 && fraction <= 1, "held-out split: needs block > 0 and a fraction in [0, 1]");
+  const auto k = static_cast<double>(index / block);
+  return std::floor((k + 1) * fraction) > std::floor(k * fraction);
 }
 
 }  // namespace outeffhop::data

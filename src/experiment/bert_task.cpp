@@ -1,7 +1,8 @@
 // The "bert" task: BERT masked-language modelling on sentence pairs [CLS] A [SEP] B [SEP] from the books (A and B
 // consecutive runs of sentences), WordPiece-tokenized with BERT's uncased vocabulary, 15% of the real tokens masked
 // (80% [MASK], 10% a random token, 10% unchanged); evaluated on pairs from WikiText-2 valid with a fixed masking. The
-// metric is the perplexity over the masked tokens, whose logits alone the model computes.
+// metric is the perplexity over the masked tokens, whose logits alone the model computes. A fraction of the books'
+// sentences (data.held_out, in blocks of 100 spread evenly over the books) is kept out of training and evaluated too.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -16,6 +17,8 @@
 namespace outeffhop::experiment {
 namespace {
 
+constexpr const char* kHeldOutName = "books";
+
 class BertTask : public Task {
  public:
   BertTask(ConfigReader& config, const std::string& data_dir) {
@@ -23,8 +26,10 @@ class BertTask : public Task {
     seq_ = data.get<int64_t>("seq", 128);
     mask_rate_ = data.get("mask_rate", 0.15);
     const auto vocab = data.get<std::string>("vocab", "tokenizers/bert-base-uncased-vocab.txt");
+    const auto held_out = data.get("held_out", 0.02);
     data.finish();
     if (seq_ < 8 || mask_rate_ <= 0 || mask_rate_ >= 1) data.fail("", "needs seq >= 8 and mask_rate in (0, 1)");
+    if (!(held_out >= 0 && held_out <= 0.5)) data.fail("held_out", "must be a fraction in [0, 0.5]");
     const auto model = read_model_options(config.child("model"), transformer_model_defaults(128, 512));
     nlohmann::json train_json, eval_json;
     read_train_options(config.child("train"), train_, batch_, train_json);
@@ -34,24 +39,29 @@ class BertTask : public Task {
     tokenizer_ = std::make_unique<data::WordPieceTokenizer>(vocab_path);
     pad_ = tokenizer_->id("[PAD]"), cls_ = tokenizer_->id("[CLS]"), sep_ = tokenizer_->id("[SEP]");
     mask_ = tokenizer_->id("[MASK]");
-    resolved_ = {{"task", "bert"},    {"data", {{"seq", seq_}, {"mask_rate", mask_rate_}, {"vocab", vocab}}},
+    nlohmann::json data_json = {{"seq", seq_}, {"mask_rate", mask_rate_}, {"vocab", vocab}};
+    // Absent when 0: the runs made before held_out existed trained on every sentence, and their configs stay valid.
+    if (held_out > 0) data_json["held_out"] = held_out;
+    resolved_ = {{"task", "bert"},    {"data", data_json},
                  {"model", model},    {"train", train_json},
                  {"eval", eval_json}, {"derived", {{"vocab_size", tokenizer_->size()}, {"max_positions", seq_}}}};
     const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
     std::fprintf(stderr, "[bert] tokenizing %s and %s with %s\n", books.c_str(), valid.c_str(), vocab_path.c_str());
-    train_sentences_ = tokenize(data::read_books(books));
-    const auto eval_sentences = tokenize(data::read_text_file(valid));
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(987654321);  // the same masked evaluation set for every run
-    size_t next = 0;
-    for (int64_t b = 0; b < evaluation_.batches; ++b) {
-      std::vector<Pair> rows;
-      for (int64_t i = 0; i < batch_ && next < eval_sentences.size(); ++i) rows.push_back(pair(eval_sentences, next));
-      if (static_cast<int64_t>(rows.size()) < batch_) break;
-      eval_.push_back(masked_batch(rows, gen));
-    }
+    auto book_sentences = tokenize(data::read_books(books));
+    std::vector<std::vector<int64_t>> held_out_sentences;
+    // Blocks of 100 sentences spread evenly: every book contributes, and a pair rarely straddles a gap.
+    for (size_t i = 0; i < book_sentences.size(); ++i)
+      (data::in_held_out_block(i, held_out) ? held_out_sentences : train_sentences_).push_back(std::move(book_sentences[i]));
+    eval_ = fixed_batches(tokenize(data::read_text_file(valid)), 987654321);
     TORCH_CHECK(!eval_.empty(), "bert: WikiText-2 valid gives fewer than one batch of ", batch_, " pairs");
-    std::fprintf(stderr, "[bert] %zu training sentences, %zu evaluation batches of %lld pairs\n",
-                 train_sentences_.size(), eval_.size(), static_cast<long long>(batch_));
+    if (held_out > 0) {
+      auto& held = extra_[kHeldOutName] = fixed_batches(held_out_sentences, 987654322);
+      TORCH_CHECK(!held.empty(), "bert: the held-out books (", held_out_sentences.size(),
+                  " sentences) give fewer than one batch of ", batch_, " pairs; raise data.held_out");
+    }
+    std::fprintf(stderr, "[bert] %zu training sentences, %zu held out; evaluation batches of %lld pairs: %zu on "
+                 "WikiText-2 valid, %zu on the held-out books\n", train_sentences_.size(), held_out_sentences.size(),
+                 static_cast<long long>(batch_), eval_.size(), held_out > 0 ? extra_[kHeldOutName].size() : 0);
   }
 
   std::string label() const override { return "bert-books"; }
@@ -75,6 +85,7 @@ class BertTask : public Task {
     return masked_batch(rows, gen);
   }
   const std::vector<Batch>& eval_batches() const override { return eval_; }
+  const std::map<std::string, std::vector<Batch>>& extra_evaluations() const override { return extra_; }
   // The paper calibrated BERT's W8A8 ranges on validation batches (16 of them): here the evaluation batches, in turn.
   Batch calibration_batch(int64_t i, at::Generator&) const override { return eval_[i % eval_.size()]; }
 
@@ -100,6 +111,21 @@ class BertTask : public Task {
       if (!ids.empty()) out.push_back(std::move(ids));
     }
     return out;
+  }
+
+  // Up to eval.batches batches of pairs from consecutive sentences, masked with a fixed seed: the same for every
+  // run. Stops where the sentences run out.
+  std::vector<Batch> fixed_batches(const std::vector<std::vector<int64_t>>& sentences, uint64_t seed) const {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+    std::vector<Batch> batches;
+    size_t next = 0;
+    for (int64_t b = 0; b < evaluation_.batches; ++b) {
+      std::vector<Pair> rows;
+      for (int64_t i = 0; i < batch_ && next < sentences.size(); ++i) rows.push_back(pair(sentences, next));
+      if (static_cast<int64_t>(rows.size()) < batch_) break;
+      batches.push_back(masked_batch(rows, gen));
+    }
+    return batches;
   }
 
   struct Pair {
@@ -159,6 +185,7 @@ class BertTask : public Task {
   int64_t pad_ = 0, cls_ = 0, sep_ = 0, mask_ = 0;
   std::vector<std::vector<int64_t>> train_sentences_;
   std::vector<Batch> eval_;
+  std::map<std::string, std::vector<Batch>> extra_;  // "books": the held-out sentences
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "analysis/mean_std.h"
@@ -531,6 +532,9 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   const auto& batches = task.eval_batches();
   result["fp32"] = evaluate(task, model, batches, nullptr, &reference);
   points->clear_observers();
+  std::map<std::string, std::vector<at::Tensor>> extra_reference;
+  for (const auto& [name, extra] : task.extra_evaluations())
+    result["extra"][name]["fp32"] = evaluate(task, model, extra, nullptr, &extra_reference[name]);
   result["outliers"] = outlier_json(stats);
   result["outliers"]["peaks"] = peaks_json(peaks, batches);
   for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
@@ -566,6 +570,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   sim.quantize();
   if (wants(options.precisions, "w8a8")) {
     result["w8a8"] = evaluate(task, model, batches, &reference);
+    for (const auto& [name, extra] : task.extra_evaluations())
+      result["extra"][name]["w8a8"] = evaluate(task, model, extra, &extra_reference[name]);
     result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
   }
   const auto ranges = sim.ranges();
@@ -638,18 +644,28 @@ std::string results_table(const Task& task, const std::vector<json>& results,
                           const std::vector<std::string>& variants) {
   if (task.regression()) return forecast_table(results, variants);
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
+  std::set<std::string> extras;  // further evaluation sets: an FP32 and a W8A8 column each
+  for (const auto& r : results)
+    if (r.contains("extra"))
+      for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
   const auto m = task.metric_name();
   std::ostringstream md;
   md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
-     << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "")
-     << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "")
-     << "---|---|---|\n";
+     << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "");
+  for (const auto& name : extras) md << " FP32 " << name << " " << m << " | W8A8 " << name << " " << m << " |";
+  md << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "");
+  for (size_t i = 0; i < extras.size(); ++i) md << "---|---|";
+  md << "---|---|---|\n";
   const auto cell = mean_std_cell;
   for (const auto& v : variants) {
     std::map<std::string, std::vector<double>> col;
     for (const auto& r : results) {
       if (r["variant"] != v) continue;
       for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[p].push_back(r[p]["metric"].get<double>());
+      for (const auto& name : extras)
+        for (const char* p : {"fp32", "w8a8"})
+          if (r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains(p))
+            col[name + " " + p].push_back(r["extra"][name][p]["metric"].get<double>());
       col["kl"].push_back(1e3 * r["w8a8"]["kl"].get<double>());
       col["top1"].push_back(100 * r["w8a8"]["same_top1"].get<double>());
       if (r.contains("int8")) col["int8"].push_back(r["int8"]["metric"].get<double>());
@@ -659,10 +675,12 @@ std::string results_table(const Task& task, const std::vector<json>& results,
       col["inf"].push_back(r["outliers"]["max_inf_norm"].get<double>());
     }
     if (col["fp32"].empty()) continue;
-    auto opt = [&](const char* k, int digits) { return col[k].empty() ? std::string("–") : cell(col[k], digits); };
+    auto opt = [&](const std::string& k, int digits) { return col[k].empty() ? std::string("–") : cell(col[k], digits); };
     md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
        << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
     if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
+    for (const auto& name : extras)
+      md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | ";
     md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
   }
   return md.str();

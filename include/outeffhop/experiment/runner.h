@@ -63,7 +63,8 @@ struct EvaluateOptions {
 // kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
 // top-1 agreement against FP32: "fp16"/"bf16" (emulated, or native on options.native_half), "w8a8" (simulated,
 // with per-point relative errors), "int8" (real INT8 Linears where the task has them; with forward timings); and
-// result["outliers"]["peaks"]: where each module's largest activation sits.
+// result["outliers"]["peaks"]: where each module's largest activation sits; and result["extra"][name]["fp32" /
+// "w8a8"]: the task's further evaluation sets (Task::extra_evaluations), with the same W8A8 ranges.
 nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
 
 // The markdown table of a task's results (one row per variant, mean ± std over seeds).

@@ -69,6 +69,12 @@ class Task {
     static const std::vector<Batch> none;
     return none;
   }
+  // Further fixed evaluation sets (name -> batches) beside eval_batches, each measured in FP32 and W8A8 (the outlier
+  // statistics stay on eval_batches); none by default. BERT: held-out sentences of its training books.
+  virtual const std::map<std::string, std::vector<Batch>>& extra_evaluations() const {
+    static const std::map<std::string, std::vector<Batch>> none;
+    return none;
+  }
   virtual double label_smoothing() const { return 0.0; }  // of the training loss
   // The i-th W8A8 calibration batch. The paper's protocol per model: OPT draws training batches (the default); BERT
   // takes validation batches.
