@@ -112,8 +112,13 @@ void run(const ExperimentArgs& a) {
         results.push_back(*result);
         if (!a.archive.empty()) experiment::archive_run(run_dir, archived_dir(variant, seed));
       }
-    const auto table = experiment::results_table(*task, results, config.tasks[i].variants);
-    tables += "\n## " + task->label() + ": " + task->description() + "\n\n" + table;
+    tables += "\n## " + task->label() + ": " + task->description() + "\n\n";
+    if (results.empty()) {  // --report before any run of this task finished
+      tables += "(no finished runs yet)\n";
+      std::fprintf(stderr, "%s: no finished runs; no table rows, no figures\n", task->label().c_str());
+      continue;
+    }
+    tables += experiment::results_table(*task, results, config.tasks[i].variants);
     fs::create_directories(task_dir);  // absent when every run came from the archive
     std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";
     // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
@@ -134,7 +139,7 @@ void run(const ExperimentArgs& a) {
     const std::string figures = task->regression() ? ",training.png,layers.png,components.png,forecast.png"
                                                    : ",training.png,layers.png,components.png";
     std::fprintf(stderr, "%s: %s/{runs.json,tracking.jsonl%s}\n", task->label().c_str(), task_dir.c_str(),
-                 (plotted ? figures : "; no figures: " + plot_python() + " with matplotlib was not usable").c_str());
+                 (plotted ? figures : "; no figures: plotting with " + plot_python() + " failed (see above)").c_str());
   }
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;
