@@ -61,16 +61,15 @@ void add_eval(CLI::App& app) {
     const bool values = task->regression();
     std::printf("%s (%s, %s; FP16/BF16 %s)\n| precision | %s | %s |\n|---|---|---|---|\n", a->checkpoint.c_str(),
                 task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
-                result["half_precision"].get<std::string>().c_str(),
-                task->metric_name().c_str(),
+                result["half_precision"].get<std::string>().c_str(), task->metric_name().c_str(),
                 values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
     auto row = [values](const std::string& label, const nlohmann::json& r) {
       if (values)
-        std::printf("| %s | %.4f | %.4f | %.3f |\n", label.c_str(), r["metric"].get<double>(),
-                    r["mae"].get<double>(), 100 * r.value("output_change", 0.0));
+        std::printf("| %s | %.4f | %.4f | %.3f |\n", label.c_str(), r["metric"].get<double>(), r["mae"].get<double>(),
+                    100 * r.value("output_change", 0.0));
       else
-        std::printf("| %s | %.4f | %.3f | %.2f |\n", label.c_str(), r["metric"].get<double>(),
-                    1e3 * r.value("kl", 0.0), 100 * r.value("same_top1", 1.0));
+        std::printf("| %s | %.4f | %.3f | %.2f |\n", label.c_str(), r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
+                    100 * r.value("same_top1", 1.0));
     };
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"})
       if (result.contains(p)) row(p, result[p]);
@@ -82,8 +81,9 @@ void add_eval(CLI::App& app) {
     auto peaks = result["outliers"]["peaks"].get<std::vector<nlohmann::json>>();
     std::sort(peaks.begin(), peaks.end(), [](const auto& a, const auto& b) { return a["value"] > b["value"]; });
     if (peaks.size() > 5) peaks.resize(5);
-    std::printf("largest activations:\n| module | max abs | sample | position | dim | token | usual position of a "
-                "sample's max |\n|---|---|---|---|---|---|---|\n");
+    std::printf(
+        "largest activations:\n| module | max abs | sample | position | dim | token | usual position of a "
+        "sample's max |\n|---|---|---|---|---|---|---|\n");
     for (const auto& p : peaks)
       std::printf("| %s | %.2f | %lld | %lld | %lld | %s | %lld (%.0f%% of samples) |\n",
                   p["module"].get<std::string>().c_str(), p["value"].get<double>(), p["sample"].get<long long>(),

@@ -72,8 +72,8 @@ std::vector<std::string> split_sentences(const std::string& text) {
     const char c = text[i];
     if (space(c)) {
       // A blank line ends a paragraph, and so a sentence.
-      if (c == '\n' && i + 1 < text.size() && (text[i + 1] == '\n' || (text[i + 1] == '\r' && i + 2 < text.size() &&
-                                                                      text[i + 2] == '\n')))
+      if (c == '\n' && i + 1 < text.size() &&
+          (text[i + 1] == '\n' || (text[i + 1] == '\r' && i + 2 < text.size() && text[i + 2] == '\n')))
         flush();
       if (!current.empty() && current.back() != ' ') current += ' ';
       continue;

@@ -51,7 +51,8 @@ class BertTask : public Task {
     std::vector<std::vector<int64_t>> held_out_sentences;
     // Blocks of 100 sentences spread evenly: every book contributes, and a pair rarely straddles a gap.
     for (size_t i = 0; i < book_sentences.size(); ++i)
-      (data::in_held_out_block(i, held_out) ? held_out_sentences : train_sentences_).push_back(std::move(book_sentences[i]));
+      (data::in_held_out_block(i, held_out) ? held_out_sentences : train_sentences_)
+          .push_back(std::move(book_sentences[i]));
     eval_ = fixed_batches(tokenize(data::read_text_file(valid)), 987654321);
     TORCH_CHECK(!eval_.empty(), "bert: WikiText-2 valid gives fewer than one batch of ", batch_, " pairs");
     if (held_out > 0) {
@@ -59,9 +60,11 @@ class BertTask : public Task {
       TORCH_CHECK(!held.empty(), "bert: the held-out books (", held_out_sentences.size(),
                   " sentences) give fewer than one batch of ", batch_, " pairs; raise data.held_out");
     }
-    std::fprintf(stderr, "[bert] %zu training sentences, %zu held out; evaluation batches of %lld pairs: %zu on "
-                 "WikiText-2 valid, %zu on the held-out books\n", train_sentences_.size(), held_out_sentences.size(),
-                 static_cast<long long>(batch_), eval_.size(), held_out > 0 ? extra_[kHeldOutName].size() : 0);
+    std::fprintf(stderr,
+                 "[bert] %zu training sentences, %zu held out; evaluation batches of %lld pairs: %zu on "
+                 "WikiText-2 valid, %zu on the held-out books\n",
+                 train_sentences_.size(), held_out_sentences.size(), static_cast<long long>(batch_), eval_.size(),
+                 held_out > 0 ? extra_[kHeldOutName].size() : 0);
   }
 
   std::string label() const override { return "bert-books"; }

@@ -675,7 +675,9 @@ std::string results_table(const Task& task, const std::vector<json>& results,
       col["inf"].push_back(r["outliers"]["max_inf_norm"].get<double>());
     }
     if (col["fp32"].empty()) continue;
-    auto opt = [&](const std::string& k, int digits) { return col[k].empty() ? std::string("–") : cell(col[k], digits); };
+    auto opt = [&](const std::string& k, int digits) {
+      return col[k].empty() ? std::string("–") : cell(col[k], digits);
+    };
     md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
        << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
     if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
