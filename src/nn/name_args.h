@@ -18,7 +18,9 @@ struct NameArgs {
 inline NameArgs split_name_args(const std::string& spec, const char* what) {
   const auto open = spec.find('(');
   if (open == std::string::npos) return {spec, {}};
-  TORCH_CHECK(spec.back() == ')', what, " '", spec, "': missing ')'");
+  // The usual cause: an unquoted "clipped(-0.025,1)" in a YAML flow list, split at its comma.
+  TORCH_CHECK(spec.back() == ')', what, " '", spec, "': missing ')' (in a YAML list, quote a name with a comma: ",
+              "[\"clipped(-0.025,1)\"])");
   NameArgs out{spec.substr(0, open), {}};
   std::stringstream in(spec.substr(open + 1, spec.size() - open - 2));
   for (std::string a; std::getline(in, a, ',');) out.args.push_back(a);

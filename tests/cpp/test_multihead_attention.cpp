@@ -56,6 +56,12 @@ TEST(AttentionVariant, ParsesEveryNameAndRoundTrips) {
   EXPECT_THROW(parse_attention_variant("gated(conv)"), c10::Error);       // unknown gate
   EXPECT_THROW(parse_attention_variant("softmax_n(x)"), c10::Error);      // not a number
   EXPECT_THROW(parse_attention_variant("softmax_n(-1)"), c10::Error);
+  try {  // what an unquoted YAML list [clipped(-0.025,1)] passes on: the message says to quote it
+    parse_attention_variant("clipped(-0.025");
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("quote a name with a comma"), std::string::npos) << e.what();
+  }
 }
 
 TEST(MultiheadAttention, EveryVariantChangesTheOutput) {
