@@ -60,11 +60,12 @@ class BertTask : public Task {
       TORCH_CHECK(!held.empty(), "bert: the held-out books (", held_out_sentences.size(),
                   " sentences) give fewer than one batch of ", batch_, " pairs; raise data.held_out");
     }
-    std::fprintf(stderr,
-                 "[bert] %zu training sentences, %zu held out; evaluation batches of %lld pairs: %zu on "
-                 "WikiText-2 valid, %zu on the held-out books\n",
-                 train_sentences_.size(), held_out_sentences.size(), static_cast<long long>(batch_), eval_.size(),
-                 held_out > 0 ? extra_[kHeldOutName].size() : 0);
+    const std::string held_note =
+        held_out > 0 ? ", " + std::to_string(extra_[kHeldOutName].size()) + " on the held-out books (" +
+                           std::to_string(held_out_sentences.size()) + " sentences)"
+                     : " (no held-out books: data.held_out is 0)";
+    std::fprintf(stderr, "[bert] %zu training sentences; evaluation batches of %lld pairs: %zu on WikiText-2 valid%s\n",
+                 train_sentences_.size(), static_cast<long long>(batch_), eval_.size(), held_note.c_str());
   }
 
   std::string label() const override { return "bert-books"; }
