@@ -605,10 +605,14 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
 
 namespace {
 
+// One value is printed bare: a spread over one seed is undefined, not zero.
 std::string mean_std_cell(const std::vector<double>& v, int digits) {
   const auto s = analysis::mean_std(v);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.std);
+  if (v.size() == 1)
+    std::snprintf(buf, sizeof buf, "%.*f", digits, s.mean);
+  else
+    std::snprintf(buf, sizeof buf, "%.*f ± %.*f", digits, s.mean, digits, s.std);
   return buf;
 }
 

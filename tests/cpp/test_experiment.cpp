@@ -349,6 +349,15 @@ TEST(Runner, ForecastEvaluationIsTheWeightedMseAndMaeOfEveryWindow) {
   EXPECT_FALSE(result->contains("early_stopping"));
   const auto table = experiment::results_table(task, {*result}, {"softmax1"});
   EXPECT_NE(table.find("| FP32 MSE | FP32 MAE |"), std::string::npos) << table;
+  EXPECT_EQ(table.find("±"), std::string::npos) << table;  // one seed: bare values
+  // Two seeds: mean ± population std; MSEs m and m + 0.2 give m + 0.1 ± 0.1.
+  auto second = *result;
+  const double mse = (*result)["fp32"]["mse"].get<double>();
+  second["fp32"]["mse"] = mse + 0.2;
+  const auto two = experiment::results_table(task, {*result, second}, {"softmax1"});
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "| %.4f ± 0.1000 |", mse + 0.1);
+  EXPECT_NE(two.find(std::string("| softmax1 ") + expected), std::string::npos) << two;
   fs::remove_all(dir);
 }
 
