@@ -419,10 +419,10 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
       TORCH_CHECK(state.metadata.count("config") && state.metadata.at("config") == config.dump(), state_path,
                   ": saved with a different config; delete ", run_dir, " to start this run again");
       first = state.step;
-      truncate_tracking(tracking_path, first);
       std::fprintf(stderr, "%s resuming at step %lld of %lld\n", tag.c_str(), static_cast<long long>(first),
                    static_cast<long long>(t.steps));
     }
+    truncate_tracking(tracking_path, first);  // also the lines of an attempt killed before its first checkpoint
     std::ofstream tracking(tracking_path, std::ios::app);
     // Module::to keeps each parameter's identity, so the optimizer follows. A GPU's dropout draws from its own
     // generator, which the training state does not hold: a resumed GPU run with dropout is not bit-identical.

@@ -223,6 +223,12 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
     EXPECT_FALSE(outliers["peaks"][i].contains("token"));  // images: no token ids
   }
 
+  // A run killed before its first checkpoint left tracking lines and no state: it starts over without them.
+  fs::create_directories(dir / "crashed");
+  fs::copy_file(dir / "whole" / "tracking.jsonl", dir / "crashed" / "tracking.jsonl");
+  ASSERT_TRUE(experiment::run_one(task, "softmax1", 0, (dir / "crashed").string(), options).has_value());
+  EXPECT_EQ(tracked_losses(dir / "crashed"), losses);
+
   // Run again: the result is read back, nothing trains (the state file is not touched).
   const auto stamp = fs::last_write_time(dir / "split" / "state.safetensors");
   const auto again = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
