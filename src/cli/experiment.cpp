@@ -1,6 +1,7 @@
 // `outeffhop experiment`: runs a YAML experiment config (configs/<name>.yaml) with the experiment runner: every task x
 // attention variant x seed trained (resumable) and evaluated, then the paper's Table 1 (or, for forecasting, Table 2)
 // layout and figures. --report builds them from the finished runs alone.
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -32,6 +33,7 @@ struct ExperimentArgs {
   std::string config, preset, runs_dir = "runs", data_dir = "../shared/data";
   std::string archive;  // finished runs are kept (and found) here too: ARCHIVE/NAME/TASK/RUN
   std::vector<std::string> overrides;
+  std::vector<std::string> only_tasks;  // labels given with --task: the rest of the config's tasks are left alone
   bool dump_config = false;
   bool report = false;  // tables and figures from the finished runs only; nothing trains
 };
@@ -41,6 +43,26 @@ std::string config_path(const ExperimentArgs& a) {
   const auto path = std::string(OUTEFFHOP_SOURCE_DIR) + "/configs/" + a.preset + ".yaml";
   TORCH_CHECK(fs::exists(path), "experiment: no preset '", a.preset, "' (", path, ")");
   return path;
+}
+
+// Keeps the tasks whose labels were asked for (in the config's order); an unknown label lists the known ones.
+void select_tasks(const std::vector<std::string>& wanted, const std::set<std::string>& labels,
+                  std::vector<std::unique_ptr<experiment::Task>>& tasks, std::vector<experiment::TaskEntry>& specs) {
+  for (const auto& label : wanted) {
+    std::string known;
+    for (const auto& l : labels) known += (known.empty() ? "" : ", ") + l;
+    TORCH_CHECK(labels.count(label), "experiment: --task ", label, ": this config has no such task (it has ", known,
+                ")");
+  }
+  std::vector<std::unique_ptr<experiment::Task>> kept_tasks;
+  std::vector<experiment::TaskEntry> kept_specs;
+  for (size_t i = 0; i < tasks.size(); ++i)
+    if (std::find(wanted.begin(), wanted.end(), tasks[i]->label()) != wanted.end()) {
+      kept_tasks.push_back(std::move(tasks[i]));
+      kept_specs.push_back(specs[i]);
+    }
+  tasks = std::move(kept_tasks);
+  specs = std::move(kept_specs);
 }
 
 void run(const ExperimentArgs& a) {
@@ -61,7 +83,8 @@ void run(const ExperimentArgs& a) {
     TORCH_CHECK(labels.insert(tasks.back()->label()).second, path, ": two tasks are both '", tasks.back()->label(),
                 "'; put them in separate experiments (their runs would share one folder)");
   }
-  if (a.dump_config) {
+  if (!a.only_tasks.empty()) select_tasks(a.only_tasks, labels, tasks, config.tasks);
+  if (a.dump_config) {  // the whole config, every task
     std::cout << resolved.dump(2) << "\n";
     return;
   }
@@ -159,6 +182,9 @@ void add_experiment(CLI::App& app) {
       ->excludes(config);
   cmd->add_option("--set", a->overrides,
                   "override a config value: path=value, e.g. tasks.*.train.steps=100 or seeds=[0,1,2] (repeatable)");
+  cmd->add_option("--task", a->only_tasks,
+                  "run (or report) only this task of the config, by its label: the folder name under RUNS_DIR/NAME, "
+                  "e.g. stanhop-wth-24 (repeatable)");
   cmd->add_option("--runs-dir", a->runs_dir, "where runs keep their state and results (RUNS_DIR/NAME/...)")
       ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir, "the shared data directory (text/, cifar10/, mnist/)")
