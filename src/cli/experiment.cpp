@@ -48,12 +48,11 @@ std::string config_path(const ExperimentArgs& a) {
 // Keeps the tasks whose labels were asked for (in the config's order); an unknown label lists the known ones.
 void select_tasks(const std::vector<std::string>& wanted, const std::set<std::string>& labels,
                   std::vector<std::unique_ptr<experiment::Task>>& tasks, std::vector<experiment::TaskEntry>& specs) {
-  for (const auto& label : wanted) {
-    std::string known;
-    for (const auto& l : labels) known += (known.empty() ? "" : ", ") + l;
+  std::string known;
+  for (const auto& l : labels) known += (known.empty() ? "" : ", ") + l;
+  for (const auto& label : wanted)
     TORCH_CHECK(labels.count(label), "experiment: --task ", label, ": this config has no such task (it has ", known,
                 ")");
-  }
   std::vector<std::unique_ptr<experiment::Task>> kept_tasks;
   std::vector<experiment::TaskEntry> kept_specs;
   for (size_t i = 0; i < tasks.size(); ++i)
