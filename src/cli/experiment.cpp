@@ -9,7 +9,6 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <set>
 
 #include "build_config.h"
 #include "commands.h"
@@ -45,23 +44,18 @@ std::string config_path(const ExperimentArgs& a) {
   return path;
 }
 
-// Keeps the tasks whose labels were asked for (in the config's order); an unknown label lists the known ones.
-void select_tasks(const std::vector<std::string>& wanted, const std::set<std::string>& labels,
-                  std::vector<std::unique_ptr<experiment::Task>>& tasks, std::vector<experiment::TaskEntry>& specs) {
+// The config's task entries whose labels were asked for (all of them when none were), in the config's order; an
+// unknown label lists the known ones. Labels come from the entries alone, so the other tasks' data are never read.
+std::vector<size_t> selected_tasks(const std::vector<std::string>& wanted, const std::vector<std::string>& labels) {
   std::string known;
   for (const auto& l : labels) known += (known.empty() ? "" : ", ") + l;
   for (const auto& label : wanted)
-    TORCH_CHECK(labels.count(label), "experiment: --task ", label, ": this config has no such task (it has ", known,
-                ")");
-  std::vector<std::unique_ptr<experiment::Task>> kept_tasks;
-  std::vector<experiment::TaskEntry> kept_specs;
-  for (size_t i = 0; i < tasks.size(); ++i)
-    if (std::find(wanted.begin(), wanted.end(), tasks[i]->label()) != wanted.end()) {
-      kept_tasks.push_back(std::move(tasks[i]));
-      kept_specs.push_back(specs[i]);
-    }
-  tasks = std::move(kept_tasks);
-  specs = std::move(kept_specs);
+    TORCH_CHECK(std::find(labels.begin(), labels.end(), label) != labels.end(), "experiment: --task ", label,
+                ": this config has no such task (it has ", known, ")");
+  std::vector<size_t> kept;
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), labels[i]) != wanted.end()) kept.push_back(i);
+  return kept;
 }
 
 void run(const ExperimentArgs& a) {
@@ -69,21 +63,27 @@ void run(const ExperimentArgs& a) {
   auto raw = experiment::load_yaml(path);
   for (const auto& o : a.overrides) experiment::apply_override(raw, o);
   auto config = experiment::read_experiment(experiment::ConfigReader(raw, path));
+  auto reader = [&](size_t i) {
+    return experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i));
+  };
+  std::vector<std::string> labels;  // each task's runs live in a folder named by its label
+  for (size_t i = 0; i < config.tasks.size(); ++i) {
+    labels.push_back(experiment::task_label(reader(i)));
+    TORCH_CHECK(std::count(labels.begin(), labels.end(), labels.back()) == 1, path, ": two tasks are both '",
+                labels.back(), "'; put them in separate experiments (their runs would share one folder)");
+  }
   std::vector<std::unique_ptr<experiment::Task>> tasks;
-  std::set<std::string> labels;  // each task's runs live in a folder named by its label
+  std::vector<experiment::TaskEntry> entries;
   json resolved = config.resolved;
   resolved["tasks"] = json::array();
-  for (size_t i = 0; i < config.tasks.size(); ++i) {
-    tasks.push_back(
-        experiment::make_task(experiment::ConfigReader(config.tasks[i].config, path, "tasks." + std::to_string(i)),
-                              a.data_dir, a.runs_dir + "/" + config.name));
+  for (const auto i : selected_tasks(a.only_tasks, labels)) {
+    tasks.push_back(experiment::make_task(reader(i), a.data_dir, a.runs_dir + "/" + config.name));
+    entries.push_back(config.tasks[i]);
     resolved["tasks"].push_back(tasks.back()->resolved());
     resolved["tasks"].back()["variants"] = config.tasks[i].variants;
-    TORCH_CHECK(labels.insert(tasks.back()->label()).second, path, ": two tasks are both '", tasks.back()->label(),
-                "'; put them in separate experiments (their runs would share one folder)");
   }
-  if (!a.only_tasks.empty()) select_tasks(a.only_tasks, labels, tasks, config.tasks);
-  if (a.dump_config) {  // the whole config, every task
+  config.tasks = std::move(entries);
+  if (a.dump_config) {  // the whole config: every task, or those of --task
     std::cout << resolved.dump(2) << "\n";
     return;
   }

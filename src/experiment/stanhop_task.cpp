@@ -29,8 +29,8 @@ class StanhopTask : public Task {
  public:
   StanhopTask(ConfigReader& config, const std::string& data_dir) {
     auto data = config.child("data");
-    dataset_ = data.get<std::string>("dataset", "etth1");
-    const auto in_len = data.get<int64_t>("in_len", 168), out_len = data.get<int64_t>("out_len", 24);
+    dataset_ = data.get<std::string>("dataset", kDefaultSeriesDataset);
+    const auto in_len = data.get<int64_t>("in_len", 168), out_len = data.get<int64_t>("out_len", kDefaultHorizon);
     data.finish();
     if (in_len < 1 || out_len < 1) data.fail("", "needs in_len and out_len >= 1");
     const auto split = data::published_split(dataset_);

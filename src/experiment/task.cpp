@@ -93,7 +93,27 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
               {"int8", e.int8}};
 }
 
+namespace {
+[[noreturn]] void unknown_kind(const ConfigReader& config, const std::string& kind) {
+  config.fail("task", "must be lm, bert, vit, stanhop or marker-copy, got '" + kind + "'");
+}
+}  // namespace
+
+std::string task_label(ConfigReader config) {
+  const auto kind = config.required<std::string>("task");
+  auto data = config.child("data");
+  if (kind == "lm") return "opt-books";
+  if (kind == "bert") return "bert-books";
+  if (kind == "marker-copy") return "marker-copy";
+  if (kind == "vit") return "vit-" + data.get<std::string>("dataset", kDefaultImageDataset);
+  if (kind == "stanhop")
+    return "stanhop-" + data.get<std::string>("dataset", kDefaultSeriesDataset) + "-" +
+           std::to_string(data.get<int64_t>("out_len", kDefaultHorizon));
+  unknown_kind(config, kind);
+}
+
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir) {
+  const auto label = task_label(config);
   const auto kind = config.required<std::string>("task");
   config.get<nlohmann::json>("derived", {});  // filled in from the data by the runner; ignored on input
   std::unique_ptr<Task> task;
@@ -108,9 +128,11 @@ std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir
   } else if (kind == "marker-copy") {
     task = make_marker_copy_task(config);
   } else {
-    config.fail("task", "must be lm, bert, vit, stanhop or marker-copy, got '" + kind + "'");
+    unknown_kind(config, kind);
   }
   config.finish();
+  TORCH_CHECK(task->label() == label, "experiment: task_label gave '", label, "' for a task labelled '", task->label(),
+              "' (their defaults differ)");
   return task;
 }
 

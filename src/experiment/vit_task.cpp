@@ -18,7 +18,7 @@ class VitTask : public Task {
  public:
   VitTask(ConfigReader& config, const std::string& data_dir) {
     auto data = config.child("data");
-    dataset_ = data.get<std::string>("dataset", "fashion-mnist");
+    dataset_ = data.get<std::string>("dataset", kDefaultImageDataset);
     data.finish();
     auto model_defaults = transformer_model_defaults(64, 256);
     model_defaults["patch_size"] = 4;

@@ -10,6 +10,7 @@
 
 #include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/runner.h"
+#include "outeffhop/experiment/task.h"
 #include "outeffhop/models/vit.h"
 #include "outeffhop/safetensors.h"
 #include "outeffhop/training_state.h"
@@ -74,6 +75,28 @@ TEST(Config, YamlScalarsOverridesAndUnknownKeys) {
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("'tasks.1.model'"), std::string::npos) << e.what();
   }
+}
+
+// A task's label (its runs' folder, what --task selects) comes from its config entry alone, with the tasks' defaults;
+// make_task checks that the built task agrees (tested here on marker-copy, the task that needs no data).
+TEST(Config, TaskLabelsComeFromTheConfigAlone) {
+  auto label = [](const std::string& yaml) { return experiment::task_label({json::parse(yaml), "test"}); };
+  EXPECT_EQ(label(R"({"task": "lm"})"), "opt-books");
+  EXPECT_EQ(label(R"({"task": "bert", "data": {"held_out": 2}})"), "bert-books");
+  EXPECT_EQ(label(R"({"task": "vit"})"), "vit-fashion-mnist");
+  EXPECT_EQ(label(R"({"task": "vit", "data": {"dataset": "cifar10"}})"), "vit-cifar10");
+  EXPECT_EQ(label(R"({"task": "stanhop"})"), "stanhop-etth1-24");
+  EXPECT_EQ(label(R"({"task": "stanhop", "data": {"dataset": "wth", "out_len": 168}})"), "stanhop-wth-168");
+  try {
+    label(R"({"task": "gpt"})");
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("must be lm, bert, vit, stanhop or marker-copy, got 'gpt'"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(label(R"({"task": "stanhop", "data": {"out_len": "long"}})"), std::runtime_error);
+  const json marker = {{"task", "marker-copy"}, {"train", {{"steps", 1}}}};
+  EXPECT_EQ(experiment::make_task({marker, "test"}, "")->label(), label(marker.dump()));
 }
 
 models::VitConfig toy_vit() {

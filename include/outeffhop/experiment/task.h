@@ -96,10 +96,18 @@ class Task {
   nlohmann::json resolved_;
 };
 
-// Reads one task entry of a config (task: lm | bert | vit | marker-copy, with model / data / train / eval sections) and
-// loads its data. data_dir: where ../shared/data-style datasets live; cache_dir: where a task keeps what it derives
-// from the data (a trained sentencepiece model; empty: the system's temporary directory).
+// Reads one task entry of a config (task: lm | bert | vit | stanhop | marker-copy, with model / data / train / eval
+// sections) and loads its data. data_dir: where ../shared/data-style datasets live; cache_dir: where a task keeps what
+// it derives from the data (a trained sentencepiece model; empty: the system's temporary directory).
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir = "");
+
+// The label of the task a config entry makes (Task::label(): "opt-books", "vit-cifar10", "stanhop-etth1-24", ...), from
+// the entry alone: no data is read, so `experiment --task` picks its tasks before loading any.
+std::string task_label(ConfigReader config);
+// The data defaults a label depends on, shared by task_label and the tasks.
+inline constexpr const char* kDefaultImageDataset = "fashion-mnist";
+inline constexpr const char* kDefaultSeriesDataset = "etth1";
+inline constexpr int64_t kDefaultHorizon = 24;
 
 // The model of a resolved task config (Task::resolved(), also saved in every checkpoint's "config" metadata) with an
 // attention variant, built without loading any data: for evaluating and inspecting saved models.
