@@ -390,6 +390,33 @@ TEST(Runner, ForecastEvaluationIsTheWeightedMseAndMaeOfEveryWindow) {
   fs::remove_all(dir);
 }
 
+// The paired table against hand-worked differences: per seed, variant minus baseline; a seed the baseline lacks is
+// left out; mean ± population std, signed; the count of seeds where the variant is lower.
+TEST(Runner, PairedTableDiffersSeedBySeed) {
+  auto result = [](const std::string& variant, int64_t seed, double metric, double kurtosis) {
+    return json{{"variant", variant},
+                {"seed", seed},
+                {"fp32", {{"metric", metric}}},
+                {"w8a8", {{"metric", metric + 0.5}}},
+                {"outliers", {{"avg_kurtosis", kurtosis}, {"max_inf_norm", 4.0}}}};
+  };
+  const std::vector<json> results = {result("softmax", 0, 1.0, 3.0), result("softmax", 1, 2.0, 3.0),
+                                     result("softmax", 2, 3.0, 3.0),  result("softmax1", 0, 0.9, 2.9),
+                                     result("softmax1", 1, 1.9, 2.8), result("softmax1", 2, 3.4, 3.0),
+                                     result("softmax1", 3, 9.0, 9.0),  // no softmax run with seed 3
+                                     result("gated(linear)", 7, 1.0, 3.0)};
+  const auto table = experiment::paired_table(results, {"softmax", "softmax1", "gated(linear)"}, "MSE");
+  // differences -0.1, -0.1, +0.4: mean 0.0667, population std sqrt(0.1667 / 3) = 0.2357; kurtosis -0.1, -0.2, 0
+  EXPECT_NE(table.find("| variant − softmax, same seed | Δ FP32 MSE | Δ W8A8 MSE | Δ avg kurtosis |"), std::string::npos)
+      << table;
+  EXPECT_NE(table.find("| softmax1 | +0.0667 ± 0.2357 | +0.0667 ± 0.2357 | -0.100 ± 0.082 | +0.000 ± 0.000 | 2/3 | 2/3 | "
+                       "2/3 | 0/3 |"),
+            std::string::npos)
+      << table;
+  EXPECT_EQ(table.find("gated"), std::string::npos) << table;  // no seed in common with softmax
+  EXPECT_EQ(experiment::paired_table(results, {"softmax"}, "MSE"), "");
+}
+
 TEST(Runner, NativeHalfPrecisionEvaluatesTheCastModelAndLeavesItFloat) {
   const auto dir = fresh_dir("native-half");
   ToyForecastTask task(0, 1);

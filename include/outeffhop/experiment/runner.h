@@ -70,6 +70,12 @@ nlohmann::json evaluate_model(const Task& task, TaskModel& model, const Evaluate
 // The markdown table of a task's results (one row per variant, mean ± std over seeds).
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,
                           const std::vector<std::string>& variants);
+// Each variant against the first of `variants` (the baseline, e.g. softmax), seed by seed over the seeds both have:
+// mean ± std of the differences in the FP32 and W8A8 metric (named `metric`), avg kurtosis and max inf-norm, and in
+// how many seeds the variant's value is lower. Pairing cancels what a seed does to both runs (data order,
+// initialisation), so an effect smaller than the spread over seeds can still show. Empty when no pair exists.
+std::string paired_table(const std::vector<nlohmann::json>& results, const std::vector<std::string>& variants,
+                         const std::string& metric);
 
 // A results archive: each finished run's result.json and tracking.jsonl (text, tens of KB) under
 // ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not

@@ -1,0 +1,144 @@
+// The result tables of a task (see runner.h): one row per variant, mean ± population std over seeds, in the layout
+// of the paper's Table 1 (Table 2 for forecasting); and each variant against the first, seed by seed.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "analysis/mean_std.h"
+#include "outeffhop/experiment/runner.h"
+
+namespace outeffhop::experiment {
+
+using nlohmann::json;
+
+namespace {
+
+// One value is printed bare: a spread over one seed is undefined, not zero. `sign`: "+" on positive means (differences).
+std::string mean_std_cell(const std::vector<double>& v, int digits, bool sign = false) {
+  const auto s = analysis::mean_std(v);
+  char buf[64];
+  if (v.size() == 1)
+    std::snprintf(buf, sizeof buf, sign ? "%+.*f" : "%.*f", digits, s.mean);
+  else
+    std::snprintf(buf, sizeof buf, sign ? "%+.*f ± %.*f" : "%.*f ± %.*f", digits, s.mean, digits, s.std);
+  return buf;
+}
+
+// A forecasting task's table: MSE and MAE per precision (Table 2's measures), the W8A8 output change, outliers.
+std::string forecast_table(const std::vector<json>& results, const std::vector<std::string>& variants) {
+  std::ostringstream md;
+  md << "| variant | FP32 MSE | FP32 MAE | FP16 MSE | BF16 MSE | W8A8 MSE | W8A8 MAE | W8A8 output change % |"
+        " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& v : variants) {
+    std::map<std::string, std::vector<double>> col;
+    for (const auto& r : results) {
+      if (r["variant"] != v) continue;
+      for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[std::string(p) + " mse"].push_back(r[p]["mse"]);
+      col["fp32 mae"].push_back(r["fp32"]["mae"]);
+      col["w8a8 mae"].push_back(r["w8a8"]["mae"]);
+      col["change"].push_back(100 * r["w8a8"]["output_change"].get<double>());
+      col["kurt"].push_back(r["outliers"]["avg_kurtosis"]);
+      col["inf"].push_back(r["outliers"]["max_inf_norm"]);
+    }
+    if (col["fp32 mse"].empty()) continue;
+    md << "| " << v;
+    for (const char* k : {"fp32 mse", "fp32 mae", "fp16 mse", "bf16 mse", "w8a8 mse", "w8a8 mae"})
+      md << " | " << mean_std_cell(col[k], 4);
+    md << " | " << mean_std_cell(col["change"], 2) << " | " << mean_std_cell(col["kurt"], 2) << " | "
+       << mean_std_cell(col["inf"], 2) << " | " << col["fp32 mse"].size() << " |\n";
+  }
+  return md.str();
+}
+
+}  // namespace
+
+std::string results_table(const Task& task, const std::vector<json>& results,
+                          const std::vector<std::string>& variants) {
+  if (task.regression()) return forecast_table(results, variants);
+  const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
+  std::set<std::string> extras;  // further evaluation sets: an FP32 and a W8A8 column each
+  for (const auto& r : results)
+    if (r.contains("extra"))
+      for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
+  const auto m = task.metric_name();
+  std::ostringstream md;
+  md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
+     << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "");
+  for (const auto& name : extras) md << " FP32 " << name << " " << m << " | W8A8 " << name << " " << m << " |";
+  md << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "");
+  for (size_t i = 0; i < extras.size(); ++i) md << "---|---|";
+  md << "---|---|---|\n";
+  auto cell = [](const std::vector<double>& v, int digits) { return mean_std_cell(v, digits); };
+  for (const auto& v : variants) {
+    std::map<std::string, std::vector<double>> col;
+    for (const auto& r : results) {
+      if (r["variant"] != v) continue;
+      for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[p].push_back(r[p]["metric"].get<double>());
+      for (const auto& name : extras)
+        for (const char* p : {"fp32", "w8a8"})
+          if (r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains(p))
+            col[name + " " + p].push_back(r["extra"][name][p]["metric"].get<double>());
+      col["kl"].push_back(1e3 * r["w8a8"]["kl"].get<double>());
+      col["top1"].push_back(100 * r["w8a8"]["same_top1"].get<double>());
+      if (r.contains("int8")) col["int8"].push_back(r["int8"]["metric"].get<double>());
+      if (r.contains("int8_forward_ms"))
+        col["speedup"].push_back(r["fp32_forward_ms"].get<double>() / r["int8_forward_ms"].get<double>());
+      col["kurt"].push_back(r["outliers"]["avg_kurtosis"].get<double>());
+      col["inf"].push_back(r["outliers"]["max_inf_norm"].get<double>());
+    }
+    if (col["fp32"].empty()) continue;
+    auto opt = [&](const std::string& k, int digits) {
+      return col[k].empty() ? std::string("–") : cell(col[k], digits);
+    };
+    md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
+       << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
+    if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
+    for (const auto& name : extras)
+      md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | ";
+    md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
+  }
+  return md.str();
+}
+
+std::string paired_table(const std::vector<json>& results, const std::vector<std::string>& variants,
+                         const std::string& metric) {
+  struct Measure {
+    std::string name;
+    int digits;
+    double (*of)(const json& result);
+  };
+  const std::vector<Measure> measures = {
+      {"FP32 " + metric, 4, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
+      {"W8A8 " + metric, 4, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }},
+      {"avg kurtosis", 3, [](const json& r) { return r["outliers"]["avg_kurtosis"].get<double>(); }},
+      {"max inf-norm", 3, [](const json& r) { return r["outliers"]["max_inf_norm"].get<double>(); }}};
+  auto run_of = [&](const std::string& variant, const json& seed) -> const json* {
+    for (const auto& r : results)
+      if (r["variant"] == variant && r["seed"] == seed) return &r;
+    return nullptr;
+  };
+  std::ostringstream rows;
+  for (size_t i = 1; i < variants.size(); ++i) {
+    std::vector<std::vector<double>> diff(measures.size());
+    for (const auto& r : results)
+      if (const json* base = r["variant"] == variants[i] ? run_of(variants[0], r["seed"]) : nullptr)
+        for (size_t k = 0; k < measures.size(); ++k) diff[k].push_back(measures[k].of(r) - measures[k].of(*base));
+    if (diff[0].empty()) continue;
+    rows << "| " << variants[i];
+    for (size_t k = 0; k < measures.size(); ++k) rows << " | " << mean_std_cell(diff[k], measures[k].digits, true);
+    for (const auto& d : diff)
+      rows << " | " << std::count_if(d.begin(), d.end(), [](double x) { return x < 0; }) << "/" << d.size();
+    rows << " |\n";
+  }
+  if (rows.str().empty()) return "";
+  std::string table = "| variant − " + variants[0] + ", same seed";
+  for (const auto& m : measures) table += " | Δ " + m.name;
+  for (const auto& m : measures) table += " | lower " + m.name;
+  table += " |\n|---|";
+  for (size_t k = 0; k < 2 * measures.size(); ++k) table += "---|";
+  return table + "\n" + rows.str();
+}
+
+}  // namespace outeffhop::experiment
