@@ -1,6 +1,7 @@
 // The result tables of a task (see runner.h): one row per variant, mean ± population std over seeds, in the layout
 // of the paper's Table 1 (Table 2 for forecasting); and each variant against the first, seed by seed.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -104,14 +105,20 @@ std::string results_table(const Task& task, const std::vector<json>& results,
 
 std::string paired_table(const std::vector<json>& results, const std::vector<std::string>& variants,
                          const std::string& metric) {
+  if (variants.size() < 2) return "";
   struct Measure {
     std::string name;
     int digits;
     double (*of)(const json& result);
   };
+  // Decimals for the metric by its size: 4 for an MSE or ppl/byte, 2 for a top-1 %, 1 for a perplexity in thousands.
+  double size = 0;
+  for (const auto& r : results)
+    if (r["variant"] == variants[0]) size = std::abs(r["fp32"]["metric"].get<double>());
+  const int digits = size < 10 ? 4 : size < 100 ? 2 : 1;
   const std::vector<Measure> measures = {
-      {"FP32 " + metric, 4, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
-      {"W8A8 " + metric, 4, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }},
+      {"FP32 " + metric, digits, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
+      {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }},
       {"avg kurtosis", 3, [](const json& r) { return r["outliers"]["avg_kurtosis"].get<double>(); }},
       {"max inf-norm", 3, [](const json& r) { return r["outliers"]["max_inf_norm"].get<double>(); }}};
   auto run_of = [&](const std::string& variant, const json& seed) -> const json* {
