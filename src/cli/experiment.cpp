@@ -143,7 +143,8 @@ void run(const ExperimentArgs& a) {
     const auto& variants = config.tasks[i].variants;
     tables += experiment::results_table(*task, results, variants);
     if (const auto paired = experiment::paired_table(results, variants, task->metric_name()); !paired.empty())
-      tables += "\nAgainst " + variants.front() + ", seed by seed (Δ: mean ± std of the differences over the seeds both " +
+      tables += "\nAgainst " + variants.front() +
+                ", seed by seed (Δ: mean ± std of the differences over the seeds both " +
                 "have; lower: in how many of them the variant's value is lower):\n\n" + paired;
     fs::create_directories(task_dir);  // absent when every run came from the archive
     std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";

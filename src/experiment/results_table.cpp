@@ -16,7 +16,7 @@ using nlohmann::json;
 
 namespace {
 
-// One value is printed bare: a spread over one seed is undefined, not zero. `sign`: "+" on positive means (differences).
+// One value is printed bare: a spread over one seed is undefined, not zero. `sign`: a "+" on positive means.
 std::string mean_std_cell(const std::vector<double>& v, int digits, bool sign = false) {
   const auto s = analysis::mean_std(v);
   char buf[64];
@@ -96,8 +96,7 @@ std::string results_table(const Task& task, const std::vector<json>& results,
     md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
        << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
     if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
-    for (const auto& name : extras)
-      md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | ";
+    for (const auto& name : extras) md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | ";
     md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
   }
   return md.str();
