@@ -22,6 +22,8 @@ struct SafetensorsFile {
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
+// The "__metadata__" strings alone: reads the header, not the tensors (e.g. a training state's step and config).
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
 
 // A module's parameters and buffers by their names.
 void save_module(const std::string& path, const torch::nn::Module& module,

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "build_config.h"
@@ -35,6 +36,7 @@ struct ExperimentArgs {
   std::vector<std::string> only_tasks;  // labels given with --task: the rest of the config's tasks are left alone
   bool dump_config = false;
   bool report = false;  // tables and figures from the finished runs only; nothing trains
+  bool status = false;  // where each run stands, from the files alone; nothing trains, no data is read
 };
 
 std::string config_path(const ExperimentArgs& a) {
@@ -58,6 +60,62 @@ std::vector<size_t> selected_tasks(const std::vector<std::string>& wanted, const
   return kept;
 }
 
+std::string run_state(const experiment::RunStatus& s) {
+  using State = experiment::RunStatus::State;
+  switch (s.state) {
+    case State::kFinished: return "finished";
+    case State::kArchived: return "archived";
+    case State::kTrained: return "trained, not evaluated";
+    case State::kTraining:
+      return "step " + std::to_string(s.step) + (s.steps > 0 ? "/" + std::to_string(s.steps) : std::string());
+    case State::kNotStarted: break;
+  }
+  return "–";
+}
+
+// Per task, a variant x seed grid of where each run stands, the counts, and how long finished runs trained here.
+void print_status(const experiment::ExperimentConfig& config, const std::vector<std::string>& labels,
+                  const std::vector<size_t>& selected, const ExperimentArgs& a) {
+  const auto dir = a.runs_dir + "/" + config.name;
+  std::cout << "# " << config.name << ": runs in " << dir
+            << (a.archive.empty() ? "" : ", archive " + a.archive + "/" + config.name) << "\n";
+  for (const auto i : selected) {
+    std::string grid = "| variant |";
+    for (const auto seed : config.seeds) grid += " seed " + std::to_string(seed) + " |";
+    grid += "\n|---|";
+    for (size_t k = 0; k < config.seeds.size(); ++k) grid += "---|";
+    grid += "\n";
+    std::map<experiment::RunStatus::State, int> counts;
+    std::vector<double> minutes;
+    for (const auto& variant : config.tasks[i].variants) {
+      grid += "| " + variant + " |";
+      for (const auto seed : config.seeds) {
+        const auto run = "/" + labels[i] + "/" + experiment::run_name(variant, seed);
+        const auto s = experiment::run_status(dir + run, a.archive.empty() ? "" : a.archive + "/" + config.name + run);
+        grid += " " + run_state(s) + " |";
+        ++counts[s.state];
+        if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
+      }
+      grid += "\n";
+    }
+    using State = experiment::RunStatus::State;
+    std::string counted;  // the states some run is in, with how many
+    for (const auto& [state, what] : {std::pair{State::kArchived, "of them from the archive"},
+                                      std::pair{State::kTraining, "part-trained"},
+                                      std::pair{State::kTrained, "trained, not evaluated"},
+                                      std::pair{State::kNotStarted, "not started"}})
+      if (counts[state] > 0) counted += ", " + std::to_string(counts[state]) + " " + what;
+    std::cout << "\n## " << labels[i] << ": " << counts[State::kFinished] + counts[State::kArchived] << " of "
+              << config.tasks[i].variants.size() * config.seeds.size() << " runs finished" << counted << "\n\n"
+              << grid;
+    if (!minutes.empty()) {
+      std::sort(minutes.begin(), minutes.end());
+      std::printf("\nTraining took %.0f min (median; %.0f-%.0f over the %zu runs that trained in one go)\n",
+                  minutes[minutes.size() / 2], minutes.front(), minutes.back(), minutes.size());
+    }
+  }
+}
+
 void run(const ExperimentArgs& a) {
   const auto path = config_path(a);
   auto raw = experiment::load_yaml(path);
@@ -72,6 +130,7 @@ void run(const ExperimentArgs& a) {
     TORCH_CHECK(std::count(labels.begin(), labels.end(), labels.back()) == 1, path, ": two tasks are both '",
                 labels.back(), "'; put them in separate experiments (their runs would share one folder)");
   }
+  if (a.status) return print_status(config, labels, selected_tasks(a.only_tasks, labels), a);
   std::vector<std::unique_ptr<experiment::Task>> tasks;
   std::vector<experiment::TaskEntry> entries;
   json resolved = config.resolved;
@@ -200,6 +259,11 @@ void add_experiment(CLI::App& app) {
   cmd->add_flag("--report", a->report,
                 "write the tables and figures from the runs finished so far (mean ± std over their seeds); train "
                 "nothing");
+  cmd->add_flag("--status", a->status,
+                "list where each run stands (finished, archived, its step, not started) from the run files alone; "
+                "train nothing, read no data")
+      ->excludes("--report")
+      ->excludes("--dump-config");
   cmd->callback([a] {
     TORCH_CHECK(!a->config.empty() || !a->preset.empty(), "experiment: give --config FILE or --preset NAME");
     run(*a);

@@ -508,6 +508,31 @@ std::optional<json> archived_result(const Task& task, const std::string& variant
                      "remove " + archive_run_dir + " or give the experiment another name to run it again");
 }
 
+RunStatus run_status(const std::string& run_dir, const std::string& archive_run_dir) {
+  RunStatus status;
+  auto finished = [&](const std::string& path, RunStatus::State state) {
+    status.state = state;
+    if (const auto result = read_json(path); result.contains("train_seconds"))
+      status.train_seconds = result["train_seconds"].get<double>();
+    return status;
+  };
+  if (fs::exists(run_dir + "/result.json")) return finished(run_dir + "/result.json", RunStatus::State::kFinished);
+  if (!archive_run_dir.empty() && fs::exists(archive_run_dir + "/result.json"))
+    return finished(archive_run_dir + "/result.json", RunStatus::State::kArchived);
+  if (fs::exists(run_dir + "/model.safetensors")) {
+    status.state = RunStatus::State::kTrained;
+  } else if (fs::exists(run_dir + "/state.safetensors")) {
+    const auto path = run_dir + "/state.safetensors";
+    const auto metadata = read_safetensors_metadata(path);
+    TORCH_CHECK(metadata.count("step") && metadata.count("config"), path, ": no step or config in its metadata");
+    status.state = RunStatus::State::kTraining;
+    status.step = std::stoll(metadata.at("step"));
+    const auto config = json::parse(metadata.at("config"));
+    status.steps = config.value(json::json_pointer("/task/train/steps"), int64_t{0});
+  }
+  return status;
+}
+
 json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options) {
   for (const auto& p : options.precisions)
     TORCH_CHECK(p == "fp32" || p == "fp16" || p == "bf16" || p == "w8a8" || p == "int8",

@@ -37,6 +37,44 @@ std::vector<std::pair<std::string, at::Tensor>> module_tensors(const torch::nn::
   return tensors;
 }
 
+// An open file with its validated JSON header; the tensors' data start at data_start.
+struct OpenFile {
+  std::ifstream in;
+  int64_t size = 0, data_start = 0;
+  nlohmann::json header;
+  std::map<std::string, std::string> metadata;  // the header's "__metadata__"
+};
+
+OpenFile open_file(const std::string& path) {
+  OpenFile f;
+  f.in.open(path, std::ios::binary | std::ios::ate);
+  TORCH_CHECK(f.in, "cannot read ", path);
+  f.size = f.in.tellg();
+  TORCH_CHECK(f.size >= 8, path, ": truncated (", f.size, " bytes; a safetensors file starts with an 8-byte length)");
+  f.in.seekg(0);
+  unsigned char len_bytes[8];
+  f.in.read(reinterpret_cast<char*>(len_bytes), 8);
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  TORCH_CHECK(header_len <= static_cast<uint64_t>(f.size - 8), path, ": header length ", header_len,
+              " exceeds the file (", f.size, " bytes): truncated or not a safetensors file");
+  std::string text(header_len, '\0');
+  f.in.read(text.data(), static_cast<std::streamsize>(header_len));
+  try {
+    f.header = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    TORCH_CHECK(false, path, ": the header is not valid JSON (", e.what(), ")");
+  }
+  TORCH_CHECK(f.header.is_object(), path, ": the header is not a JSON object");
+  f.data_start = 8 + static_cast<int64_t>(header_len);
+  if (f.header.contains("__metadata__"))
+    for (const auto& [k, v] : f.header["__metadata__"].items()) {
+      TORCH_CHECK(v.is_string(), path, ": metadata '", k, "' is not a string");
+      f.metadata[k] = v.get<std::string>();
+    }
+  return f;
+}
+
 }  // namespace
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
@@ -70,38 +108,18 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::filesystem::rename(tmp, path);  // atomic on one filesystem: a reader never sees half a checkpoint
 }
 
+std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  return open_file(path).metadata;
+}
+
 SafetensorsFile load_safetensors(const std::string& path) {
-  std::ifstream in(path, std::ios::binary | std::ios::ate);
-  TORCH_CHECK(in, "cannot read ", path);
-  const int64_t size = in.tellg();
-  TORCH_CHECK(size >= 8, path, ": truncated (", size, " bytes; a safetensors file starts with an 8-byte length)");
-  in.seekg(0);
-  unsigned char len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
-  uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
-  TORCH_CHECK(header_len <= static_cast<uint64_t>(size - 8), path, ": header length ", header_len,
-              " exceeds the file (", size, " bytes): truncated or not a safetensors file");
-  std::string text(header_len, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(header_len));
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    TORCH_CHECK(false, path, ": the header is not valid JSON (", e.what(), ")");
-  }
-  TORCH_CHECK(header.is_object(), path, ": the header is not a JSON object");
-  const int64_t data_start = 8 + static_cast<int64_t>(header_len), data_size = size - data_start;
+  auto f = open_file(path);
+  const int64_t data_size = f.size - f.data_start;
   SafetensorsFile file;
+  file.metadata = f.metadata;
   std::vector<std::pair<int64_t, std::string>> order;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") {
-      for (const auto& [k, v] : entry.items()) {
-        TORCH_CHECK(v.is_string(), path, ": metadata '", k, "' is not a string");
-        file.metadata[k] = v.get<std::string>();
-      }
-      continue;
-    }
+  for (const auto& [name, entry] : f.header.items()) {
+    if (name == "__metadata__") continue;
     TORCH_CHECK(entry.contains("dtype") && entry.contains("shape") && entry.contains("data_offsets"), path,
                 ": tensor '", name, "' lacks dtype, shape or data_offsets");
     const auto type = dtype_of(entry["dtype"].get<std::string>(), path);
@@ -118,9 +136,9 @@ SafetensorsFile load_safetensors(const std::string& path) {
     TORCH_CHECK(offsets[1] - offsets[0] == bytes, path, ": tensor '", name, "' spans ", offsets[1] - offsets[0],
                 " bytes but its dtype and shape need ", bytes);
     auto t = at::empty(shape, at::TensorOptions().dtype(type));
-    in.seekg(data_start + offsets[0]);
-    in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
-    TORCH_CHECK(in.good(), path, ": reading tensor '", name, "' failed");
+    f.in.seekg(f.data_start + offsets[0]);
+    f.in.read(static_cast<char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
+    TORCH_CHECK(f.in.good(), path, ": reading tensor '", name, "' failed");
     order.emplace_back(offsets[0], name);
     file.tensors.emplace_back(name, t);
   }

@@ -186,6 +186,7 @@ class ToyTask : public experiment::Task {
                    {"attention_dropout", 0.0},
                    {"init_std", c.init_std}}},
                  {"derived", {{"image_size", 8}, {"channels", 1}, {"num_classes", 3}}}};
+    resolved_["train"] = {{"steps", train_.steps}};  // as the real tasks record it
   }
   std::string label() const override { return "toy"; }
   std::string description() const override { return "toy"; }
@@ -257,6 +258,55 @@ TEST(Runner, ResumedRunEqualsUninterruptedRunAndFinishedRunsAreSkipped) {
   const auto again = experiment::run_one(task, "softmax1", 0, (dir / "split").string(), options);
   EXPECT_EQ(again->dump(), resumed->dump());
   EXPECT_EQ(fs::last_write_time(dir / "split" / "state.safetensors"), stamp);
+  fs::remove_all(dir);
+}
+
+TEST(Runner, StatusFollowsARunThroughItsFiles) {
+  using State = experiment::RunStatus::State;
+  const auto dir = fresh_dir("status");
+  ToyTask task;
+  experiment::RunOptions options;
+  options.checkpoint_every = 3, options.log_every = 100, options.time_int8 = false;
+  const auto run = (dir / "run").string();
+  EXPECT_EQ(experiment::run_status(run).state, State::kNotStarted);
+
+  int calls = 0;  // stopped after 5 steps: the state saved on the stop request holds step 5
+  ASSERT_FALSE(experiment::run_one(task, "softmax", 0, run, options, [&] { return ++calls > 5; }).has_value());
+  auto status = experiment::run_status(run);
+  EXPECT_EQ(status.state, State::kTraining);
+  EXPECT_EQ(status.step, 5);
+  EXPECT_EQ(status.steps, task.train_options().steps);
+
+  ASSERT_TRUE(experiment::run_one(task, "softmax", 0, run, options).has_value());
+  status = experiment::run_status(run);
+  EXPECT_EQ(status.state, State::kFinished);
+  EXPECT_FALSE(status.train_seconds.has_value());  // trained in two pieces: no time
+  const auto whole = (dir / "whole").string();
+  ASSERT_TRUE(experiment::run_one(task, "softmax", 1, whole, options).has_value());
+  status = experiment::run_status(whole);
+  ASSERT_TRUE(status.train_seconds.has_value());
+  EXPECT_GT(*status.train_seconds, 0);
+
+  // Trained, its evaluation not written: the model file alone.
+  fs::create_directories(dir / "trained");
+  fs::copy_file(dir / "whole" / "model.safetensors", dir / "trained" / "model.safetensors");
+  EXPECT_EQ(experiment::run_status((dir / "trained").string()).state, State::kTrained);
+
+  // Only the archive has it: archived; the runs dir's own result comes first.
+  const auto archived = (dir / "archive" / "whole").string();
+  experiment::archive_run(whole, archived);
+  EXPECT_EQ(experiment::run_status((dir / "elsewhere").string(), archived).state, State::kArchived);
+  EXPECT_EQ(experiment::run_status(whole, archived).state, State::kFinished);
+
+  // A state file cut short is an error naming it, not a guess.
+  fs::create_directories(dir / "cut");
+  std::ofstream(dir / "cut" / "state.safetensors") << "abc";
+  try {
+    experiment::run_status((dir / "cut").string());
+    ADD_FAILURE() << "no error for a truncated state file";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("state.safetensors: truncated"), std::string::npos) << e.what();
+  }
   fs::remove_all(dir);
 }
 

@@ -85,6 +85,16 @@ void archive_run(const std::string& run_dir, const std::string& archive_run_dir)
 std::optional<nlohmann::json> archived_result(const Task& task, const std::string& variant, int64_t seed,
                                               const std::string& archive_run_dir);
 
+// Where one run stands, from its files alone (nothing loaded beyond a checkpoint's header, no data read): finished
+// (a result.json in run_dir, or only in archive_run_dir when that is given), trained but not evaluated
+// (model.safetensors), part-trained (state.safetensors: the steps done of the run's total), or not started.
+struct RunStatus {
+  enum class State { kNotStarted, kTraining, kTrained, kFinished, kArchived } state = State::kNotStarted;
+  int64_t step = 0, steps = 0;          // kTraining: steps done and the run's total (0: not in its config)
+  std::optional<double> train_seconds;  // finished: the training time, when the run trained in one go
+};
+RunStatus run_status(const std::string& run_dir, const std::string& archive_run_dir = "");
+
 // A file-system-safe name for a variant ("clipped(-0.025,1)" -> "clipped_-0.025_1_").
 std::string run_name(const std::string& variant, int64_t seed);
 
