@@ -64,6 +64,7 @@ TEST(Safetensors, RoundTripKeepsDtypesShapesOrderAndMetadata) {
     EXPECT_EQ(file.tensors[i].second.scalar_type(), tensors[i].second.scalar_type());
   }
   EXPECT_EQ(file.metadata.at("step"), "12");
+  EXPECT_EQ(read_safetensors_metadata(path), file.metadata);  // the header alone
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
   std::filesystem::remove(path);
 }
