@@ -87,6 +87,7 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
     grid += "\n";
     std::map<experiment::RunStatus::State, int> counts;
     std::vector<double> minutes;
+    double runs_left = 0;  // in whole runs: a part-trained one counts its steps still to do
     for (const auto& variant : config.tasks[i].variants) {
       grid += "| " + variant + " |";
       for (const auto seed : config.seeds) {
@@ -95,6 +96,9 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
         grid += " " + run_state(s) + " |";
         ++counts[s.state];
         if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
+        if (s.state == experiment::RunStatus::State::kNotStarted) runs_left += 1;
+        if (s.state == experiment::RunStatus::State::kTraining && s.steps > 0)
+          runs_left += 1 - static_cast<double>(s.step) / static_cast<double>(s.steps);
       }
       grid += "\n";
     }
@@ -110,8 +114,13 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
               << grid;
     if (!minutes.empty()) {
       std::sort(minutes.begin(), minutes.end());
-      std::printf("\nTraining took %.0f min (median; %.0f-%.0f over the %zu runs that trained in one go)\n",
-                  minutes[minutes.size() / 2], minutes.front(), minutes.back(), minutes.size());
+      const double median = minutes[minutes.size() / 2];
+      std::printf("\nTraining took %.0f min (median; %.0f-%.0f over the %zu runs that trained in one go)", median,
+                  minutes.front(), minutes.back(), minutes.size());
+      if (runs_left > 0)  // early stopping and another machine make this a rough guide
+        std::printf("; what is left needs about %.1f h of training at that pace, in one process",
+                    runs_left * median / 60);
+      std::printf("\n");
     }
   }
 }
