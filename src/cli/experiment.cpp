@@ -93,7 +93,7 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
       for (const auto seed : config.seeds) {
         const auto run = "/" + labels[i] + "/" + experiment::run_name(variant, seed);
         const auto s = experiment::run_status(dir + run, a.archive.empty() ? "" : a.archive + "/" + config.name + run);
-        grid += " " + run_state(s) + " |";
+        grid += " " + run_state(s) + (s.in_use ? " (running)" : "") + " |";
         ++counts[s.state];
         if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
         if (s.state == experiment::RunStatus::State::kNotStarted) runs_left += 1;
@@ -115,7 +115,7 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
     if (!minutes.empty()) {
       std::sort(minutes.begin(), minutes.end());
       const double median = minutes[minutes.size() / 2];
-      std::printf("\nTraining took %.0f min (median; %.0f-%.0f over the %zu runs that trained in one go)", median,
+      std::printf("\nTraining took %.1f min (median; %.1f-%.1f over the %zu runs that trained in one go)", median,
                   minutes.front(), minutes.back(), minutes.size());
       if (runs_left > 0)  // early stopping and another machine make this a rough guide
         std::printf("; what is left needs about %.1f h of training at that pace, in one process",
@@ -191,6 +191,11 @@ void run(const ExperimentArgs& a) {
         if (a.report && !fs::exists(run_dir + "/result.json")) {
           std::fprintf(stderr, "[%s %s seed %lld] not finished; left out of the report\n", task->label().c_str(),
                        variant.c_str(), static_cast<long long>(seed));
+          continue;
+        }
+        if (!fs::exists(run_dir + "/result.json") && experiment::run_in_use(run_dir)) {
+          std::fprintf(stderr, "[%s %s seed %lld] another process is working on it; skipped, left out of this table\n",
+                       task->label().c_str(), variant.c_str(), static_cast<long long>(seed));
           continue;
         }
         const auto result =

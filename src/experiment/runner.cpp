@@ -5,6 +5,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/functional/loss.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -375,6 +379,33 @@ std::string run_name(const std::string& variant, int64_t seed) {
   return name + "-seed" + std::to_string(seed);
 }
 
+std::optional<RunLock> RunLock::try_acquire(const std::string& run_dir) {
+  fs::create_directories(run_dir);
+  const auto path = run_dir + "/lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  TORCH_CHECK(fd >= 0, path, ": cannot open the run's lock file");
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  return RunLock(fd);
+}
+
+RunLock::RunLock(RunLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+
+RunLock::~RunLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the lock
+}
+
+bool run_in_use(const std::string& run_dir) {  // creates nothing: a run never locked has no lock file
+  const auto path = run_dir + "/lock";
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
 std::optional<json> run_one(const Task& task, const std::string& variant, int64_t seed, const std::string& run_dir,
                             const RunOptions& options, const std::function<bool()>& stop_requested) {
   const auto result_path = run_dir + "/result.json", state_path = run_dir + "/state.safetensors",
@@ -383,12 +414,15 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   std::string tag = "[";
   tag.append(task.label()).append(" ").append(variant).append(" seed ").append(std::to_string(seed)).append("]");
   const json config = run_config(task, variant, seed);
-  if (fs::exists(result_path)) {
+  auto done_before = [&] {
     std::fprintf(stderr, "%s done before: %s\n", tag.c_str(), result_path.c_str());
     return read_result(result_path, config, "delete " + run_dir + " to run it again");
-  }
+  };
+  if (fs::exists(result_path)) return done_before();
   const auto device = available_device(options.device);
-  fs::create_directories(run_dir);
+  const auto lock = RunLock::try_acquire(run_dir);
+  TORCH_CHECK(lock, run_dir, ": another process is working on this run now; wait for it to finish or stop it");
+  if (fs::exists(result_path)) return done_before();  // finished by another process just before the lock was ours
   const std::map<std::string, std::string> metadata = {{"config", config.dump()}};
 
   at::manual_seed(seed);
@@ -519,6 +553,7 @@ RunStatus run_status(const std::string& run_dir, const std::string& archive_run_
   if (fs::exists(run_dir + "/result.json")) return finished(run_dir + "/result.json", RunStatus::State::kFinished);
   if (!archive_run_dir.empty() && fs::exists(archive_run_dir + "/result.json"))
     return finished(archive_run_dir + "/result.json", RunStatus::State::kArchived);
+  status.in_use = run_in_use(run_dir);
   if (fs::exists(run_dir + "/model.safetensors")) {
     status.state = RunStatus::State::kTrained;
   } else if (fs::exists(run_dir + "/state.safetensors")) {

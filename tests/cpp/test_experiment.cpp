@@ -276,6 +276,24 @@ TEST(Runner, StatusFollowsARunThroughItsFiles) {
   EXPECT_EQ(status.state, State::kTraining);
   EXPECT_EQ(status.step, 5);
   EXPECT_EQ(status.steps, task.train_options().steps);
+  EXPECT_FALSE(status.in_use);
+
+  {  // While another holder has the run's lock, nobody else trains it.
+    const auto lock = experiment::RunLock::try_acquire(run);
+    ASSERT_TRUE(lock.has_value());
+    EXPECT_TRUE(experiment::run_status(run).in_use);
+    EXPECT_FALSE(experiment::RunLock::try_acquire(run).has_value());
+    try {
+      experiment::run_one(task, "softmax", 0, run, options);
+      ADD_FAILURE() << "a locked run was trained";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("another process is working on this run"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(experiment::run_status(run).step, 5);  // untouched
+  }
+  EXPECT_FALSE(experiment::run_status(run).in_use);  // released with its holder
+  EXPECT_FALSE(experiment::run_in_use((dir / "never").string()));
+  EXPECT_FALSE(fs::exists(dir / "never"));
 
   ASSERT_TRUE(experiment::run_one(task, "softmax", 0, run, options).has_value());
   status = experiment::run_status(run);

@@ -45,9 +45,27 @@ struct ExperimentConfig {
 };
 ExperimentConfig read_experiment(ConfigReader config);
 
+// Held by the process working on a run: an advisory lock (flock) on RUN_DIR/lock, which the system releases when the
+// process ends, however it ends. run_one takes it, so that two processes never train one run at once; the runner
+// skips a run another process holds, so that several processes can share one experiment's runs.
+class RunLock {
+ public:
+  // The lock, or nothing when another process (or another RunLock) holds it. Creates run_dir when needed.
+  static std::optional<RunLock> try_acquire(const std::string& run_dir);
+  RunLock(RunLock&& other) noexcept;
+  RunLock& operator=(RunLock&&) = delete;
+  ~RunLock();
+
+ private:
+  explicit RunLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+// Whether some process holds the run's lock now; creates nothing.
+bool run_in_use(const std::string& run_dir);
+
 // One variant and seed of a task in run_dir: returns the result (also written to run_dir/result.json), or nothing
 // when stop_requested() said so during training (the state is saved; calling again resumes). A finished run's
-// result is read back without any work.
+// result is read back without any work. Throws when another process holds the run's lock.
 std::optional<nlohmann::json> run_one(const Task& task, const std::string& variant, int64_t seed,
                                       const std::string& run_dir, const RunOptions& options,
                                       const std::function<bool()>& stop_requested = {});
@@ -92,6 +110,7 @@ struct RunStatus {
   enum class State { kNotStarted, kTraining, kTrained, kFinished, kArchived } state = State::kNotStarted;
   int64_t step = 0, steps = 0;          // kTraining: steps done and the run's total (0: not in its config)
   std::optional<double> train_seconds;  // finished: the training time, when the run trained in one go
+  bool in_use = false;                  // a process holds the run's lock: it is training or evaluating now
 };
 RunStatus run_status(const std::string& run_dir, const std::string& archive_run_dir = "");
 
