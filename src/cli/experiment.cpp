@@ -76,6 +76,7 @@ std::string run_state(const experiment::RunStatus& s) {
 // Per task, a variant x seed grid of where each run stands, the counts, and how long finished runs trained here.
 void print_status(const experiment::ExperimentConfig& config, const std::vector<std::string>& labels,
                   const std::vector<size_t>& selected, const ExperimentArgs& a) {
+  using State = experiment::RunStatus::State;
   const auto dir = a.runs_dir + "/" + config.name;
   std::cout << "# " << config.name << ": runs in " << dir
             << (a.archive.empty() ? "" : ", archive " + a.archive + "/" + config.name) << "\n";
@@ -85,7 +86,7 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
     grid += "\n|---|";
     for (size_t k = 0; k < config.seeds.size(); ++k) grid += "---|";
     grid += "\n";
-    std::map<experiment::RunStatus::State, int> counts;
+    std::map<State, int> counts;
     std::vector<double> minutes;
     double runs_left = 0;  // in whole runs: a part-trained one counts its steps still to do
     for (const auto& variant : config.tasks[i].variants) {
@@ -96,13 +97,12 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
         grid += " " + run_state(s) + (s.in_use ? " (running)" : "") + " |";
         ++counts[s.state];
         if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
-        if (s.state == experiment::RunStatus::State::kNotStarted) runs_left += 1;
-        if (s.state == experiment::RunStatus::State::kTraining && s.steps > 0)
+        if (s.state == State::kNotStarted) runs_left += 1;
+        if (s.state == State::kTraining && s.steps > 0)
           runs_left += 1 - static_cast<double>(s.step) / static_cast<double>(s.steps);
       }
       grid += "\n";
     }
-    using State = experiment::RunStatus::State;
     std::string counted;  // the states some run is in, with how many
     for (const auto& [state, what] : {std::pair{State::kArchived, "of them from the archive"},
                                       std::pair{State::kTraining, "part-trained"},
