@@ -4,6 +4,7 @@
 // as OPT prepends </s>.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -26,12 +27,15 @@ std::string trained_sentencepiece(const std::string& books, int64_t vocab_size, 
   std::filesystem::create_directories(dir);
   const auto model = std::filesystem::absolute(dir + "/sentencepiece-bpe-" + std::to_string(vocab_size) + ".model");
   if (std::filesystem::exists(model)) return model.string();
-  const auto text = dir + "/sentencepiece-books.txt";
-  std::ofstream(text) << books;
+  // Trained under this process's own names, then renamed into place: processes that share a runs dir never read a
+  // half-written model or delete each other's input.
+  const auto mine = dir + "/sentencepiece-" + std::to_string(::getpid());
+  std::ofstream(mine + ".txt") << books;
   std::fprintf(stderr, "[lm] training a sentencepiece BPE of %lld pieces on the books into %s\n",
                static_cast<long long>(vocab_size), model.c_str());
-  data::SentencePieceBpe::train(text, model.string(), vocab_size);
-  std::filesystem::remove(text);
+  data::SentencePieceBpe::train(mine + ".txt", mine + ".model", vocab_size);
+  std::filesystem::rename(mine + ".model", model);
+  for (const auto* leftover : {".txt", ".vocab"}) std::filesystem::remove(mine + leftover);
   return model.string();
 }
 
