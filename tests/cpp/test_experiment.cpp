@@ -1,6 +1,7 @@
 // The experiment runner's parts: YAML configs (types, --set overrides, unknown keys), the training state (save ->
 // load gives the same model, optimizer and generators; a truncated file is an error), and run_one on a toy task: a
-// run stopped and resumed gives exactly the loss curve and result of an uninterrupted run; a finished run is skipped.
+// run stopped and resumed gives exactly the loss curve and result of an uninterrupted run; a finished run is skipped;
+// a run's status follows its files, and a run another holder has locked is refused.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
