@@ -60,6 +60,16 @@ std::vector<size_t> selected_tasks(const std::vector<std::string>& wanted, const
   return kept;
 }
 
+// A run's folder in the runs dir and in the archive (empty without --archive): ROOT/NAME/TASK/VARIANT-seedK.
+struct RunPaths {
+  std::string dir, archive;
+};
+RunPaths run_paths(const ExperimentArgs& a, const std::string& experiment_name, const std::string& task_label,
+                   const std::string& variant, int64_t seed) {
+  const auto run = "/" + experiment_name + "/" + task_label + "/" + experiment::run_name(variant, seed);
+  return {a.runs_dir + run, a.archive.empty() ? "" : a.archive + run};
+}
+
 std::string run_state(const experiment::RunStatus& s) {
   using State = experiment::RunStatus::State;
   switch (s.state) {
@@ -92,9 +102,10 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
     for (const auto& variant : config.tasks[i].variants) {
       grid += "| " + variant + " |";
       for (const auto seed : config.seeds) {
-        const auto run = "/" + labels[i] + "/" + experiment::run_name(variant, seed);
-        const auto s = experiment::run_status(dir + run, a.archive.empty() ? "" : a.archive + "/" + config.name + run);
-        grid += " " + run_state(s) + (s.in_use ? " (running)" : "") + " |";
+        const auto paths = run_paths(a, config.name, labels[i], variant, seed);
+        const auto s = experiment::run_status(paths.dir, paths.archive);
+        // Appended piecewise: GCC 12 warns falsely (-Wstringop-overflow) on the one-expression concatenation.
+        grid.append(" ").append(run_state(s)).append(s.in_use ? " (running)" : "").append(" |");
         ++counts[s.state];
         if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
         if (s.state == State::kNotStarted) runs_left += 1;
@@ -169,19 +180,16 @@ void run(const ExperimentArgs& a) {
     const auto& task = tasks[i];
     std::vector<json> results;
     const auto task_dir = dir + "/" + task->label();
-    auto archived_dir = [&](const std::string& variant, int64_t seed) {
-      return a.archive + "/" + config.name + "/" + task->label() + "/" + experiment::run_name(variant, seed);
-    };
     // Where a run's files are: its runs-dir folder, or the archive's when only the archive has it finished.
     auto files_of = [&](const std::string& variant, int64_t seed) {
-      const auto run_dir = task_dir + "/" + experiment::run_name(variant, seed);
-      const bool archived_only = !a.archive.empty() && !fs::exists(run_dir + "/result.json") &&
-                                 fs::exists(archived_dir(variant, seed) + "/result.json");
-      return archived_only ? archived_dir(variant, seed) : run_dir;
+      const auto paths = run_paths(a, config.name, task->label(), variant, seed);
+      const bool archived_only = !paths.archive.empty() && !fs::exists(paths.dir + "/result.json") &&
+                                 fs::exists(paths.archive + "/result.json");
+      return archived_only ? paths.archive : paths.dir;
     };
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
-        const auto run_dir = task_dir + "/" + experiment::run_name(variant, seed);
+        const auto [run_dir, archive_dir] = run_paths(a, config.name, task->label(), variant, seed);
         if (const auto files = files_of(variant, seed); files != run_dir) {
           results.push_back(*experiment::archived_result(*task, variant, seed, files));
           std::fprintf(stderr, "[%s %s seed %lld] finished before, from the archive: %s\n", task->label().c_str(),
@@ -205,7 +213,7 @@ void run(const ExperimentArgs& a) {
           std::exit(130);
         }
         results.push_back(*result);
-        if (!a.archive.empty()) experiment::archive_run(run_dir, archived_dir(variant, seed));
+        if (!archive_dir.empty()) experiment::archive_run(run_dir, archive_dir);
       }
     tables += "\n## " + task->label() + ": " + task->description() + "\n\n";
     if (results.empty()) {  // --report before any run of this task finished
