@@ -24,6 +24,12 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
 SafetensorsFile load_safetensors(const std::string& path);
 // The "__metadata__" strings alone: reads the header, not the tensors (e.g. a training state's step and config).
 std::map<std::string, std::string> read_safetensors_metadata(const std::string& path);
+// A metadata string read as a number; a missing key or text that is not wholly a number is an error naming the file
+// and the key (std::stoll's own message names neither).
+int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path);
+double metadata_double(const std::map<std::string, std::string>& metadata, const std::string& key,
+                       const std::string& path);
 
 // A module's parameters and buffers by their names.
 void save_module(const std::string& path, const torch::nn::Module& module,

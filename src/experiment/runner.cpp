@@ -231,9 +231,10 @@ class EarlyStopping {
     log_.open(log_path, std::ios::app);
   }
 
-  void resume(const std::map<std::string, std::string>& metadata) {
-    if (metadata.count("best_validation_loss")) best_ = std::stod(metadata.at("best_validation_loss"));
-    if (metadata.count("checks_since_best")) since_best_ = std::stoll(metadata.at("checks_since_best"));
+  void resume(const std::map<std::string, std::string>& metadata, const std::string& state_path) {
+    if (metadata.count("best_validation_loss"))
+      best_ = metadata_double(metadata, "best_validation_loss", state_path);
+    if (metadata.count("checks_since_best")) since_best_ = metadata_int(metadata, "checks_since_best", state_path);
   }
   void save(std::map<std::string, std::string>& metadata) const {
     if (every_ == 0) return;
@@ -315,7 +316,8 @@ void copy_atomically(const std::string& from, const std::string& to) {
 
 json best_model_json(const std::string& path) {  // a best.safetensors' step and loss
   const auto m = load_safetensors(path).metadata;
-  return {{"best_step", std::stoll(m.at("step"))}, {"best_validation_loss", std::stod(m.at("validation_loss"))}};
+  return {{"best_step", metadata_int(m, "step", path)},
+          {"best_validation_loss", metadata_double(m, "validation_loss", path)}};
 }
 
 }  // namespace
@@ -459,7 +461,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     // generator, which the training state does not hold: a resumed GPU run with dropout is not bit-identical.
     model.module->to(device);
     EarlyStopping early(task, run_dir, first, to_device);
-    early.resume(resumed_metadata);
+    early.resume(resumed_metadata, state_path);
     // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
     if (options.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
     const int64_t track_every = task.evaluation().track_every;
@@ -559,9 +561,9 @@ RunStatus run_status(const std::string& run_dir, const std::string& archive_run_
   } else if (fs::exists(run_dir + "/state.safetensors")) {
     const auto path = run_dir + "/state.safetensors";
     const auto metadata = read_safetensors_metadata(path);
-    TORCH_CHECK(metadata.count("step") && metadata.count("config"), path, ": no step or config in its metadata");
+    TORCH_CHECK(metadata.count("config"), path, ": no config in its metadata");
     status.state = RunStatus::State::kTraining;
-    status.step = std::stoll(metadata.at("step"));
+    status.step = metadata_int(metadata, "step", path);
     const auto config = json::parse(metadata.at("config"));
     status.steps = config.value(json::json_pointer("/task/train/steps"), int64_t{0});
   }

@@ -56,10 +56,9 @@ TrainingState load_training_state(const std::string& path, torch::nn::Module& mo
     return t;
   };
   TrainingState state;
-  const auto step = file.metadata.find("step");
-  TORCH_CHECK(step != file.metadata.end(), path, ": no 'step' in the metadata (not a training state)");
-  state.step = std::stoll(step->second);
-  file.metadata.erase(step);
+  TORCH_CHECK(file.metadata.count("step"), path, ": no 'step' in the metadata (not a training state)");
+  state.step = metadata_int(file.metadata, "step", path);
+  file.metadata.erase("step");
   state.metadata = std::move(file.metadata);
 
   // Read everything before changing anything: a bad file leaves model and optimizer as they were.

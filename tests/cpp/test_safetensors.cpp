@@ -92,6 +92,30 @@ TEST(Safetensors, DamagedFilesGiveClearErrors) {
   std::filesystem::remove(path);
 }
 
+TEST(Safetensors, MetadataNumbersNameTheFileAndKeyWhenBad) {
+  const std::map<std::string, std::string> m = {
+      {"step", "250"}, {"loss", "1.5e-3"}, {"word", "abc"}, {"tail", "12x"}, {"empty", ""}, {"huge", "1e999999"}};
+  EXPECT_EQ(metadata_int(m, "step", "f.safetensors"), 250);
+  EXPECT_DOUBLE_EQ(metadata_double(m, "loss", "f.safetensors"), 1.5e-3);
+  auto expect_error = [&](auto read, const std::string& key, const std::string& message) {
+    try {
+      read(m, key, "f.safetensors");
+      ADD_FAILURE() << "no error for '" << key << "'";
+    } catch (const c10::Error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("f.safetensors"), std::string::npos) << what;
+      EXPECT_NE(what.find(message), std::string::npos) << what;
+    }
+  };
+  expect_error(metadata_int, "word", "'word' is 'abc', not an integer");
+  expect_error(metadata_int, "tail", "'tail' is '12x', not an integer");
+  expect_error(metadata_int, "loss", "not an integer");
+  expect_error(metadata_int, "empty", "not an integer");
+  expect_error(metadata_int, "missing", "no 'missing' in the metadata");
+  expect_error(metadata_double, "word", "not a number");
+  expect_error(metadata_double, "huge", "not a number");  // out of range
+}
+
 TEST(Safetensors, ModulesSaveAndLoadExactly) {
   models::OptConfig c;
   c.vocab_size = 20, c.d_model = 8, c.num_layers = 2, c.num_heads = 2, c.d_ff = 16, c.max_positions = 12;
