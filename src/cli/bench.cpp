@@ -125,6 +125,24 @@ struct Int8BenchOptions {
   bool json = false;
 };
 
+// "768x3072" as (in, out); both positive integers, or an error naming the shape.
+std::pair<int64_t, int64_t> linear_shape(const std::string& shape) {
+  const auto x_at = shape.find('x');
+  auto dim = [&](const std::string& text) {
+    size_t used = 0;
+    int64_t d = 0;
+    try {
+      d = std::stoll(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    TORCH_CHECK(x_at != std::string::npos && used > 0 && used == text.size() && d > 0,
+                "bench int8: shapes are IN x OUT with positive sizes, like 768x3072; got '", shape, "'");
+    return d;
+  };
+  return {dim(shape.substr(0, x_at)), dim(x_at == std::string::npos ? "" : shape.substr(x_at + 1))};
+}
+
 // Real INT8 Linear (quantize input, int8 GEMM, requantize, dequantize) against the float32 Linear on the same input,
 // and against the simulated W8A8 result in output quantization steps.
 void run_bench_int8(const Int8BenchOptions& o) {
@@ -136,9 +154,7 @@ void run_bench_int8(const Int8BenchOptions& o) {
   std::printf("%-10s %10s %10s %8s %12s %12s %14s\n", "in x out", "fp32 ms", "int8 ms", "speedup", "fp32 MB",
               "int8 MB", "max |int8-sim|");
   for (const auto& shape : o.shapes) {
-    const auto x_at = shape.find('x');
-    TORCH_CHECK(x_at != std::string::npos, "bench int8: shapes are IN x OUT like 768x3072, got '", shape, "'");
-    const int64_t in = std::stoll(shape.substr(0, x_at)), out = std::stoll(shape.substr(x_at + 1));
+    const auto [in, out] = linear_shape(shape);
     at::manual_seed(0);
     torch::nn::Linear linear(in, out);
     const auto x = at::randn({o.tokens, in});
