@@ -94,6 +94,7 @@ struct RetrievalBenchOptions {
 
 void run_bench_retrieval(const RetrievalBenchOptions& o) {
   TORCH_CHECK(o.memories >= 1 && o.queries >= 1, "--memories and --queries must be >= 1");
+  for (const auto d : o.dims) TORCH_CHECK(d >= 1, "--dims must be >= 1, got ", d);
   const double sgemm = bench::measure_sgemm_gflops();
   const auto rows = bench::compare_retrieval(o.dims, o.memories, o.queries, o.models, o.min_seconds);
   if (o.json) {
