@@ -16,6 +16,7 @@
 #include "commands.h"
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/outliers.h"
+#include "outeffhop/parse_number.h"
 
 namespace outeffhop::cli {
 namespace {
@@ -130,16 +131,10 @@ struct Int8BenchOptions {
 std::pair<int64_t, int64_t> linear_shape(const std::string& shape) {
   const auto x_at = shape.find('x');
   auto dim = [&](const std::string& text) {
-    size_t used = 0;
-    int64_t d = 0;
-    try {
-      d = std::stoll(text, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    TORCH_CHECK(x_at != std::string::npos && used > 0 && used == text.size() && d > 0,
+    const auto d = parse_int(text);
+    TORCH_CHECK(x_at != std::string::npos && d && *d > 0,
                 "bench int8: shapes are IN x OUT with positive sizes, like 768x3072; got '", shape, "'");
-    return d;
+    return *d;
   };
   return {dim(shape.substr(0, x_at)), dim(x_at == std::string::npos ? "" : shape.substr(x_at + 1))};
 }

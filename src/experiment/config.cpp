@@ -5,24 +5,16 @@
 
 #include <stdexcept>
 
+#include "outeffhop/parse_number.h"
+
 namespace outeffhop::experiment {
 namespace {
 
 nlohmann::json scalar(const YAML::Node& node) {
   const auto text = node.Scalar();
   if (node.Tag() == "!") return text;  // quoted: always a string
-  try {
-    size_t used = 0;
-    const long long i = std::stoll(text, &used);
-    if (used == text.size()) return i;
-  } catch (const std::exception&) {
-  }
-  try {
-    size_t used = 0;
-    const double d = std::stod(text, &used);
-    if (used == text.size()) return d;
-  } catch (const std::exception&) {
-  }
+  if (const auto i = parse_int(text)) return *i;
+  if (const auto d = parse_double(text)) return *d;
   if (text == "true" || text == "false") return text == "true";
   if (text == "null" || text == "~") return nullptr;
   return text;

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "outeffhop/parse_number.h"
+
 namespace outeffhop::nn::detail {
 
 struct NameArgs {
@@ -28,15 +30,9 @@ inline NameArgs split_name_args(const std::string& spec, const char* what) {
 }
 
 inline double parse_number(const std::string& spec, const std::string& text, const char* what) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TORCH_CHECK(used == text.size() && std::isfinite(v), what, " '", spec, "': '", text, "' is not a finite number");
-  return v;
+  const auto v = parse_double(text);
+  TORCH_CHECK(v && std::isfinite(*v), what, " '", spec, "': '", text, "' is not a finite number");
+  return *v;
 }
 
 inline void expect_arg_count(const std::string& spec, const std::vector<std::string>& args, size_t min, size_t max,

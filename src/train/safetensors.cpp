@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "outeffhop/parse_number.h"
+
 namespace outeffhop {
 namespace {
 
@@ -113,33 +115,25 @@ std::map<std::string, std::string> read_safetensors_metadata(const std::string& 
 }
 
 namespace {
-template <typename Number, typename Parse>
-Number metadata_number(const std::map<std::string, std::string>& metadata, const std::string& key,
-                       const std::string& path, const char* kind, Parse parse) {
+template <typename Parse>
+auto metadata_number(const std::map<std::string, std::string>& metadata, const std::string& key,
+                     const std::string& path, const char* kind, Parse parse) {
   const auto it = metadata.find(key);
   TORCH_CHECK(it != metadata.end(), path, ": no '", key, "' in the metadata");
-  size_t used = 0;
-  Number value{};
-  try {
-    value = parse(it->second, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  TORCH_CHECK(used > 0 && used == it->second.size(), path, ": metadata '", key, "' is '", it->second, "', not ", kind);
-  return value;
+  const auto value = parse(it->second);
+  TORCH_CHECK(value, path, ": metadata '", key, "' is '", it->second, "', not ", kind);
+  return *value;
 }
 }  // namespace
 
 int64_t metadata_int(const std::map<std::string, std::string>& metadata, const std::string& key,
                      const std::string& path) {
-  return metadata_number<int64_t>(metadata, key, path, "an integer",
-                                  [](const std::string& s, size_t* used) { return std::stoll(s, used); });
+  return metadata_number(metadata, key, path, "an integer", parse_int);
 }
 
 double metadata_double(const std::map<std::string, std::string>& metadata, const std::string& key,
                        const std::string& path) {
-  return metadata_number<double>(metadata, key, path, "a number",
-                                 [](const std::string& s, size_t* used) { return std::stod(s, used); });
+  return metadata_number(metadata, key, path, "a number", parse_double);
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

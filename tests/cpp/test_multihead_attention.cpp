@@ -56,6 +56,8 @@ TEST(AttentionVariant, ParsesEveryNameAndRoundTrips) {
   EXPECT_THROW(parse_attention_variant("gated(conv)"), c10::Error);       // unknown gate
   EXPECT_THROW(parse_attention_variant("softmax_n(x)"), c10::Error);      // not a number
   EXPECT_THROW(parse_attention_variant("softmax_n(-1)"), c10::Error);
+  EXPECT_THROW(parse_attention_variant("clipped(,1)"), c10::Error);       // empty: was read as gamma 0
+  EXPECT_THROW(parse_attention_variant("clipped(-0.1x,1)"), c10::Error);  // trailing text
   try {  // what an unquoted YAML list [clipped(-0.025,1)] passes on: the message says to quote it
     parse_attention_variant("clipped(-0.025");
     FAIL();
