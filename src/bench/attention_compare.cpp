@@ -43,8 +43,12 @@ at::Tensor scores(const at::Tensor& q, const at::Tensor& k, bool causal) {
 }
 
 bool materialises_scores(AttentionImpl impl) {
-  return impl == AttentionImpl::kEagerSoftmax1 || impl == AttentionImpl::kEagerSoftmax;
+  return impl == AttentionImpl::kEagerSoftmax1 || impl == AttentionImpl::kEagerSoftmax ||
+         impl == AttentionImpl::kEagerClippedSoftmax1;
 }
+
+// The clipped variants' range: gamma = -alpha/T with alpha 12 and T = 128 (table1-cpu's OPT), eta = 1.
+constexpr double kClipGamma = -0.09375, kClipEta = 1.0;
 
 }  // namespace
 
@@ -55,6 +59,8 @@ const char* impl_name(AttentionImpl impl) {
     case AttentionImpl::kEagerSoftmax: return "eager_softmax";
     case AttentionImpl::kSdpa: return "sdpa_softmax";
     case AttentionImpl::kSdpaZeroKey: return "sdpa_zero_key_softmax1";
+    case AttentionImpl::kFusedClipped: return "fused_clipped_softmax1";
+    case AttentionImpl::kEagerClippedSoftmax1: return "eager_clipped_softmax1";
   }
   return "?";
 }
@@ -62,7 +68,8 @@ const char* impl_name(AttentionImpl impl) {
 const std::vector<AttentionImpl>& all_impls() {
   static const std::vector<AttentionImpl> impls = {AttentionImpl::kFused, AttentionImpl::kEagerSoftmax1,
                                                    AttentionImpl::kEagerSoftmax, AttentionImpl::kSdpa,
-                                                   AttentionImpl::kSdpaZeroKey};
+                                                   AttentionImpl::kSdpaZeroKey, AttentionImpl::kFusedClipped,
+                                                   AttentionImpl::kEagerClippedSoftmax1};
   return impls;
 }
 
@@ -78,6 +85,13 @@ at::Tensor run_attention_impl(AttentionImpl impl, const at::Tensor& q, const at:
       return at::matmul(softmax_n(scores(q, k, causal), 1.0, -1), v);
     case AttentionImpl::kEagerSoftmax:
       return at::matmul(at::softmax(scores(q, k, causal), -1), v);
+    case AttentionImpl::kFusedClipped: {
+      AttentionOptions opt;
+      opt.causal = causal;
+      return clipped_attention(q, k, v, kClipGamma, kClipEta, opt);
+    }
+    case AttentionImpl::kEagerClippedSoftmax1:
+      return at::matmul(clipped_softmax_n(scores(q, k, causal), 1.0, kClipGamma, kClipEta, -1), v);
     case AttentionImpl::kSdpa:
       return at::scaled_dot_product_attention(q, k, v, {}, 0.0, causal);
     case AttentionImpl::kSdpaZeroKey: {

@@ -15,6 +15,8 @@ enum class AttentionImpl {
   kEagerSoftmax,    // matmul -> softmax -> matmul (vanilla)
   kSdpa,            // at::scaled_dot_product_attention (vanilla softmax)
   kSdpaZeroKey,     // softmax_1 through SDPA: a zero key and value appended (exact, costs a copy of K and V)
+  kFusedClipped,    // outeffhop::clipped_attention (n = 1, the clip of table1-cpu's OPT): the fused CPU kernel
+  kEagerClippedSoftmax1,  // matmul -> clipped_softmax_n(n = 1) -> matmul, L x L scores materialised
 };
 
 const char* impl_name(AttentionImpl impl);

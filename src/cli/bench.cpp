@@ -187,7 +187,8 @@ void add_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   auto* cmd = bench_cmd->add_subcommand(
       "attention", "Fused softmax_1 attention vs eager softmax_1 / softmax, PyTorch SDPA (vanilla and zero-key "
-                   "softmax_1) and the sgemm ceiling: GFLOP/s, speedups, peak memory");
+                   "softmax_1), fused and eager clipped softmax_1, and the sgemm ceiling: GFLOP/s, speedups, peak "
+                   "memory");
   cmd->add_option("--batches", o->config.batches, "Batch sizes B")->delimiter(',')->capture_default_str();
   cmd->add_option("--lengths", o->config.lengths, "Sequence lengths L (Lq = Lk)")->delimiter(',')->capture_default_str();
   cmd->add_option("--heads", o->config.heads, "Heads H")->check(CLI::PositiveNumber)->capture_default_str();

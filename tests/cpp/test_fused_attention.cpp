@@ -226,6 +226,42 @@ TEST(FusedAttention, Bfloat16InputsComputeInFloat32) {
   EXPECT_LE(max_abs_diff(out, ref), kTolBF16);
 }
 
+// Clipped attention on hostile input, for gamma < 0 (the usual) and gamma > 0 (where a hidden key must still give 0,
+// not gamma): a query that sees nothing gives zeros with finite gradients, logits of order +-1e4 match the float64
+// composite, and a NaN stays in its query's row.
+TEST(FusedAttention, ClippedHandlesEmptyRowsHugeLogitsAndNan) {
+  at::manual_seed(9);
+  const auto k = at::randn({1, 2, 20, 8}), v = at::randn({1, 2, 20, 8});
+  auto mask = at::ones({1, 2, 3, 20}, at::kBool);
+  mask.select(2, 1).fill_(false);  // query 1 sees nothing
+  for (const double gamma : {-0.1, 0.05})
+    for (const double n : {0.0, 1.0}) {
+      AttentionOptions opt;
+      opt.attn_mask = mask;
+      opt.n = n;
+      for (const double size : {1.0, 1e3, -1e3}) {  // |logits| up to ~1e4 at 1e3
+        const auto q = at::randn({1, 2, 3, 8}) * size;
+        const auto out = clipped_attention(q, k, v, gamma, 1.0, opt);
+        const auto ref = detail::clipped_attention_composite(q.to(at::kDouble), k.to(at::kDouble),
+                                                             v.to(at::kDouble), mask, {}, n, gamma, 1.0, false, {});
+        const double max_logit = (at::matmul(q, k.transpose(-2, -1)) / std::sqrt(8.0)).abs().max().item<double>();
+        EXPECT_LE(max_abs_diff(out, ref), kTolF32PerLogit * (1 + max_logit))
+            << "gamma " << gamma << " n " << n << " size " << size;
+        EXPECT_EQ(out.select(2, 1).abs().max().item<double>(), 0.0);
+        const auto g =
+            autograd_grad([&](const at::Tensor& t) { return clipped_attention(t, k, v, gamma, 1.0, opt).pow(2).sum(); },
+                          q);
+        EXPECT_TRUE(g.isfinite().all().item<bool>()) << "gamma " << gamma << " n " << n << " size " << size;
+      }
+      auto q = at::randn({1, 2, 3, 8});
+      q[0][0][2][3] = NAN;
+      const auto out = clipped_attention(q, k, v, gamma, 1.0, opt);
+      EXPECT_TRUE(out[0][0][2].isnan().all().item<bool>());
+      EXPECT_TRUE(out[0][0][0].isfinite().all().item<bool>());
+      EXPECT_TRUE(out[0][1].isfinite().all().item<bool>());
+    }
+}
+
 TEST(FusedAttention, NanInAQueryPoisonsOnlyItsRow) {
   auto q = at::randn({1, 1, 4, 8});
   q[0][0][2][3] = NAN;

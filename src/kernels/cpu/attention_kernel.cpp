@@ -55,12 +55,11 @@ void mask_tile(const AttentionParams<T>& p, int64_t b, int64_t h, int64_t i0, in
   }
 }
 
-// Clipped probabilities from the exact ones: clip((eta - gamma) p + gamma, 0, 1) for kept keys, 0 for hidden ones.
+// A log-normaliser as the shift of the probabilities exp(x - shift): a query that sees no key (n = 0, all hidden)
+// has lse = -inf, and shifting by +inf makes all its probabilities 0.
 template <typename T>
-T clip_probability(const AttentionParams<T>& p, T prob, T logit) {
-  if (logit == kNegInf<T>) return T(0);
-  const T stretched = static_cast<T>((p.eta - p.gamma) * prob + p.gamma);
-  return std::clamp(stretched, T(0), T(1));
+T probability_shift(T lse) {
+  return lse == kNegInf<T> ? -kNegInf<T> : lse;
 }
 
 // Per-task buffers of the forward kernel. Scores are kept transposed (keys x queries): K's rows are the GEMM's A
@@ -138,15 +137,12 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
   T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
   for (int64_t r = 0; r < nq; ++r) lse[r] = ws.l[r] > 0 ? ws.m[r] + std::log(ws.l[r]) : kNegInf<T>;
   if (p.clipped) {
+    T shift[kBq];  // the tile's padding queries (r >= nq) get probability 0
+    for (int64_t r = 0; r < kBq; ++r) shift[r] = r < nq ? probability_shift(lse[r]) : -kNegInf<T>;
     for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
       const int64_t nk = std::min(kBk, key_end - j0);
       forward_logits(p, ws, b, h, i0, nq, j0, nk);
-      for (int64_t c = 0; c < nk; ++c)
-        for (int64_t r = 0; r < nq; ++r) {
-          T& x = ws.st[c * kBq + r];
-          const T prob = lse[r] == kNegInf<T> ? T(0) : std::exp(x - lse[r]);
-          x = clip_probability(p, prob, x);
-        }
+      tile::clip_columns(ws.st.data(), nk, kBq, kBq, shift, static_cast<T>(p.eta - p.gamma), static_cast<T>(p.gamma));
       accumulate_values(p, ws, b, h, nq, j0, nk);
     }
   }
@@ -191,31 +187,13 @@ void probability_tiles(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>
   tile::gemm(nq, round_up(nk, kColumnPad), p.Dv, ws.dout.data() + i0 * ws.ldv, ws.ldv, ws.vt.data(), kBk,
              ws.dp.data(), kBk, false);
   const T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
+  T shift[kBq];
+  for (int64_t r = 0; r < nq; ++r) shift[r] = probability_shift(lse[r]);
   if (!p.clipped) {
-    // An empty row (n = 0, all hidden) has lse = -inf: shifting by +inf makes all its probabilities 0.
-    T shift[kBq];
-    for (int64_t r = 0; r < nq; ++r) shift[r] = lse[r] == kNegInf<T> ? -kNegInf<T> : lse[r];
     tile::exp_shift_rows(ws.s.data(), nq, kBk, round_up(nk, 8), shift);
-    return;
-  }
-  for (int64_t r = 0; r < nq; ++r) {
-    T* srow = ws.s.data() + r * kBk;
-    T* dprow = ws.dp.data() + r * kBk;
-    T* crow = ws.clipped.data() + r * kBk;
-    if (lse[r] == kNegInf<T>) {
-      std::fill(srow, srow + nk, T(0));
-      std::fill(dprow, dprow + nk, T(0));
-      std::fill(crow, crow + nk, T(0));
-      continue;
-    }
-    for (int64_t c = 0; c < nk; ++c) {  // the clip passes gradient only where it does not saturate
-      const T logit = srow[c];
-      srow[c] = std::exp(logit - lse[r]);
-      crow[c] = clip_probability(p, srow[c], logit);
-      const T stretched = static_cast<T>((p.eta - p.gamma) * srow[c] + p.gamma);
-      const bool inside = logit != kNegInf<T> && stretched > T(0) && stretched < T(1);
-      dprow[c] = inside ? static_cast<T>(p.eta - p.gamma) * dprow[c] : T(0);
-    }
+  } else {  // the clip passes gradient only where it does not saturate
+    tile::clip_rows(ws.s.data(), ws.clipped.data(), ws.dp.data(), nq, kBk, round_up(nk, 8), shift,
+                    static_cast<T>(p.eta - p.gamma), static_cast<T>(p.gamma));
   }
 }
 
@@ -260,8 +238,7 @@ void backward_head(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws
       for (int64_t i0 = first_query_seeing(p, j0) / kBq * kBq; i0 < p.Lq; i0 += kBq) {
         const int64_t nq = std::min(kBq, p.Lq - i0);
         probability_tiles(g, ws, b, h, i0, nq, j0, nk);
-        for (int64_t r = 0; r < nq; ++r)
-          for (int64_t c = 0; c < nk; ++c) row_dot[i0 + r] += ws.s[r * kBk + c] * ws.dp[r * kBk + c];
+        tile::row_dots(ws.s.data(), ws.dp.data(), nq, kBk, nk, row_dot + i0);
       }
     }
   }

@@ -1,4 +1,5 @@
-// Small dense building blocks of the fused attention kernel: a register-blocked tile GEMM and row-wise max/exp/sum.
+// Small dense building blocks of the fused attention kernel: a register-blocked tile GEMM, row-wise max/exp/sum and
+// the clipped-softmax transform.
 // float uses AVX2/FMA when the translation unit is compiled for it; double (and builds without AVX2) use plain loops.
 #pragma once
 #include <algorithm>
@@ -66,6 +67,53 @@ template <typename T>
 inline void exp_shift_rows(T* x, int64_t rows, int64_t ld, int64_t cols, const T* shift) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) x[r * ld + c] = std::exp(x[r * ld + c] - shift[r]);
+}
+
+// sum[r] += sum_c x[r][c] y[r][c] over a rows x cols tile (any cols).
+template <typename T>
+inline void row_dots(const T* x, const T* y, int64_t rows, int64_t ld, int64_t cols, T* sum) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T acc = 0;
+    for (int64_t c = 0; c < cols; ++c) acc += x[r * ld + c] * y[r * ld + c];
+    sum[r] += acc;
+  }
+}
+
+// Clipped softmax (Bondarenko et al.) from a tile of logits and each query's log-normaliser `shift` (+inf for a
+// query that sees no key): the exact probability exp(x - shift), the clipped one clip(a * prob + gamma, 0, 1) with 0
+// where the logit is -inf (a hidden key, whatever gamma), and whether the clip passes gradient (kept, not saturated).
+template <typename T>
+inline bool clip_passes_gradient(T logit, T stretched) {
+  return logit != -std::numeric_limits<T>::infinity() && stretched > T(0) && stretched < T(1);
+}
+template <typename T>
+inline T clipped_probability(T logit, T stretched) {
+  return logit == -std::numeric_limits<T>::infinity() ? T(0) : std::clamp(stretched, T(0), T(1));
+}
+
+// Forward, on a transposed tile (a column is one query): x <- the clipped probability. cols % 8 == 0.
+template <typename T>
+inline void clip_columns(T* x, int64_t rows, int64_t ld, int64_t cols, const T* shift, T a, T gamma) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      T& v = x[r * ld + c];
+      v = clipped_probability(v, a * std::exp(v - shift[c]) + gamma);
+    }
+}
+
+// Backward, on a row tile (a row is one query): x <- the exact probability, clipped <- the clipped one, dp <- a * dp
+// where the clip passes gradient and 0 where it does not. cols % 8 == 0.
+template <typename T>
+inline void clip_rows(T* x, T* clipped, T* dp, int64_t rows, int64_t ld, int64_t cols, const T* shift, T a, T gamma) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * ld + c;
+      const T logit = x[i];
+      x[i] = std::exp(logit - shift[r]);
+      const T stretched = a * x[i] + gamma;
+      clipped[i] = clipped_probability(logit, stretched);
+      dp[i] = clip_passes_gradient(logit, stretched) ? a * dp[i] : T(0);
+    }
 }
 
 #ifdef OUTEFFHOP_TILE_AVX2
@@ -176,6 +224,69 @@ inline void exp_shift_rows<float>(float* x, int64_t rows, int64_t ld, int64_t co
     for (int64_t c = 0; c < cols; c += 8) {
       float* p = x + r * ld + c;
       _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(p), sh)));
+    }
+  }
+}
+
+template <>
+inline void row_dots<float>(const float* x, const float* y, int64_t rows, int64_t ld, int64_t cols, float* sum) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* a = x + r * ld;
+    const float* b = y + r * ld;
+    __m256 acc = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), acc);
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    float total = 0;
+    for (const float lane : lanes) total += lane;
+    for (; c < cols; ++c) total += a[c] * b[c];
+    sum[r] += total;
+  }
+}
+
+// The clipped-softmax transform on 8 lanes: the exact probability, the clipped one and the mask of lanes where the
+// clip passes gradient. NaN propagates to the clipped value (the clamps take it as their second operand) and passes
+// no gradient.
+struct Clip8 {
+  __m256 prob, clipped, passes;
+};
+inline Clip8 clip8(__m256 logit, __m256 shift, __m256 a, __m256 gamma) {
+  const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+  const __m256 prob = exp8(_mm256_sub_ps(logit, shift));
+  const __m256 stretched = _mm256_fmadd_ps(a, prob, gamma);
+  const __m256 hidden = _mm256_cmp_ps(logit, _mm256_set1_ps(-std::numeric_limits<float>::infinity()), _CMP_EQ_OQ);
+  const __m256 inside =
+      _mm256_and_ps(_mm256_cmp_ps(stretched, zero, _CMP_GT_OQ), _mm256_cmp_ps(stretched, one, _CMP_LT_OQ));
+  return {prob, _mm256_andnot_ps(hidden, _mm256_max_ps(zero, _mm256_min_ps(one, stretched))),
+          _mm256_andnot_ps(hidden, inside)};
+}
+
+template <>
+inline void clip_columns<float>(float* x, int64_t rows, int64_t ld, int64_t cols, const float* shift, float a,
+                                float gamma) {
+  const __m256 va = _mm256_set1_ps(a), vg = _mm256_set1_ps(gamma);
+  for (int64_t c = 0; c < cols; c += 8) {
+    const __m256 sh = _mm256_loadu_ps(shift + c);
+    for (int64_t r = 0; r < rows; ++r) {
+      float* p = x + r * ld + c;
+      _mm256_storeu_ps(p, clip8(_mm256_loadu_ps(p), sh, va, vg).clipped);
+    }
+  }
+}
+
+template <>
+inline void clip_rows<float>(float* x, float* clipped, float* dp, int64_t rows, int64_t ld, int64_t cols,
+                             const float* shift, float a, float gamma) {
+  const __m256 va = _mm256_set1_ps(a), vg = _mm256_set1_ps(gamma);
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m256 sh = _mm256_set1_ps(shift[r]);
+    for (int64_t c = 0; c < cols; c += 8) {
+      const int64_t i = r * ld + c;
+      const Clip8 k = clip8(_mm256_loadu_ps(x + i), sh, va, vg);
+      _mm256_storeu_ps(x + i, k.prob);
+      _mm256_storeu_ps(clipped + i, k.clipped);
+      _mm256_storeu_ps(dp + i, _mm256_and_ps(k.passes, _mm256_mul_ps(va, _mm256_loadu_ps(dp + i))));
     }
   }
 }
