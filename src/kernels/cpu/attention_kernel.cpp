@@ -137,7 +137,7 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
   T* lse = p.lse + (b * p.H + h) * p.Lq + i0;
   for (int64_t r = 0; r < nq; ++r) lse[r] = ws.l[r] > 0 ? ws.m[r] + std::log(ws.l[r]) : kNegInf<T>;
   if (p.clipped) {
-    T shift[kBq];  // the tile's padding queries (r >= nq) get probability 0
+    T shift[kBq];  // columns r >= nq are padding queries: computed, never read
     for (int64_t r = 0; r < kBq; ++r) shift[r] = r < nq ? probability_shift(lse[r]) : -kNegInf<T>;
     for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
       const int64_t nk = std::min(kBk, key_end - j0);
