@@ -136,7 +136,7 @@ std::pair<int64_t, int64_t> linear_shape(const std::string& shape) {
                 "bench int8: shapes are IN x OUT with positive sizes, like 768x3072; got '", shape, "'");
     return *d;
   };
-  return {dim(shape.substr(0, x_at)), dim(x_at == std::string::npos ? "" : shape.substr(x_at + 1))};
+  return {dim(shape.substr(0, x_at)), dim(shape.substr(x_at + 1))};  // braced: in order, so no 'x' throws first
 }
 
 // Real INT8 Linear (quantize input, int8 GEMM, requantize, dequantize) against the float32 Linear on the same input,
