@@ -176,6 +176,11 @@ void run(const ExperimentArgs& a) {
                config.name.c_str(), total, dir.c_str());
 
   std::string tables = "# " + config.name + (config.description.empty() ? "" : ": " + config.description) + "\n";
+  // Forecasting tasks that compare the same variants also get one table side by side (the paper's Table 2).
+  std::vector<std::string> forecast_labels;
+  std::vector<std::vector<json>> forecast_results;
+  std::vector<std::string> forecast_variants;  // the first forecasting task's
+  bool same_forecast_variants = true;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];
     std::vector<json> results;
@@ -222,6 +227,12 @@ void run(const ExperimentArgs& a) {
       continue;
     }
     const auto& variants = config.tasks[i].variants;
+    if (task->regression()) {
+      if (forecast_labels.empty()) forecast_variants = variants;
+      same_forecast_variants = same_forecast_variants && variants == forecast_variants;
+      forecast_labels.push_back(task->label());
+      forecast_results.push_back(results);
+    }
     tables += experiment::results_table(*task, results, variants);
     if (const auto paired = experiment::paired_table(results, variants, task->metric_name()); !paired.empty())
       tables += "\nAgainst " + variants.front() +
@@ -249,6 +260,10 @@ void run(const ExperimentArgs& a) {
     std::fprintf(stderr, "%s: %s/{runs.json,tracking.jsonl%s}\n", task->label().c_str(), task_dir.c_str(),
                  (plotted ? figures : "; no figures: plotting with " + plot_python() + " failed (see above)").c_str());
   }
+  if (forecast_labels.size() > 1 && same_forecast_variants)
+    tables.insert(tables.find('\n') + 1,
+                  "\n## All tasks: FP32 test MSE and MAE (mean ± std over seeds; bold: the lowest of a row)\n\n" +
+                      experiment::forecast_summary_table(forecast_labels, forecast_results, forecast_variants));
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;
   std::fprintf(stderr, "wrote %s/table.md\n", dir.c_str());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -145,6 +146,50 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   table += " |\n|---|";
   for (size_t k = 0; k < 2 * measures.size(); ++k) table += "---|";
   return table + "\n" + rows.str();
+}
+
+std::string forecast_summary_table(const std::vector<std::string>& tasks, const std::vector<std::vector<json>>& results,
+                                  const std::vector<std::string>& variants) {
+  std::ostringstream md;
+  md << "| task";
+  for (const auto& v : variants) md << " | " << v << " MSE | " << v << " MAE";
+  md << " |\n|---|";
+  for (size_t k = 0; k < 2 * variants.size(); ++k) md << "---|";
+  md << "\n";
+  bool any = false;
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    std::vector<std::vector<double>> mse(variants.size()), mae(variants.size());
+    for (const auto& r : results[t])
+      for (size_t i = 0; i < variants.size(); ++i)
+        if (r["variant"] == variants[i]) mse[i].push_back(r["fp32"]["mse"]), mae[i].push_back(r["fp32"]["mae"]);
+    size_t most_seeds = 0;
+    for (const auto& m : mse) most_seeds = std::max(most_seeds, m.size());
+    if (most_seeds == 0) continue;
+    any = true;
+    // The lowest mean of a column kind over the variants that have runs.
+    auto lowest = [&](const std::vector<std::vector<double>>& col) {
+      double best = std::numeric_limits<double>::infinity();
+      for (const auto& c : col)
+        if (!c.empty()) best = std::min(best, analysis::mean_std(c).mean);
+      return best;
+    };
+    const double best_mse = lowest(mse), best_mae = lowest(mae);
+    md << "| " << tasks[t];
+    for (size_t i = 0; i < variants.size(); ++i) {
+      if (mse[i].empty()) {
+        md << " | – | –";
+        continue;
+      }
+      const auto n = mse[i].size();
+      const std::string seeds = n < most_seeds ? " (" + std::to_string(n) + (n == 1 ? " seed)" : " seeds)") : "";
+      for (const auto& [col, best] : {std::pair{&mse[i], best_mse}, std::pair{&mae[i], best_mae}}) {
+        const bool bold = analysis::mean_std(*col).mean == best;
+        md << " | " << (bold ? "**" : "") << mean_std_cell(*col, 4) << (bold ? "**" : "") << seeds;
+      }
+    }
+    md << " |\n";
+  }
+  return any ? md.str() : "";
 }
 
 }  // namespace outeffhop::experiment

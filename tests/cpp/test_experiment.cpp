@@ -486,6 +486,35 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
   EXPECT_EQ(experiment::paired_table(results, {"softmax"}, "MSE"), "");
 }
 
+TEST(Runner, ForecastSummaryPutsTasksSideBySide) {
+  auto result = [](const std::string& variant, int64_t seed, double mse, double mae) {
+    return json{{"variant", variant}, {"seed", seed}, {"fp32", {{"mse", mse}, {"mae", mae}}}};
+  };
+  const std::vector<std::vector<json>> results = {
+      {result("softmax", 0, 0.5, 0.4), result("softmax", 1, 0.7, 0.6), result("sparsemax", 0, 0.3, 0.5),
+       result("sparsemax", 1, 0.5, 0.5)},
+      {result("softmax", 0, 0.2, 0.3)},  // sparsemax not run on this task yet
+      {}};                               // nor anything on this one
+  const auto table =
+      experiment::forecast_summary_table({"etth1-24", "wth-24", "ettm1-24"}, results, {"softmax", "sparsemax"});
+  EXPECT_NE(table.find("| task | softmax MSE | softmax MAE | sparsemax MSE | sparsemax MAE |\n|---|---|---|---|---|\n"),
+            std::string::npos)
+      << table;
+  // Means 0.6 vs 0.4 (MSE: sparsemax lower) and 0.5 vs 0.5 (MAE: a tie, both bold); population std 0.1.
+  EXPECT_NE(table.find("| etth1-24 | 0.6000 ± 0.1000 | **0.5000 ± 0.1000** | **0.4000 ± 0.1000** | **0.5000 ± "
+                       "0.0000** |\n"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("| wth-24 | **0.2000** | **0.3000** | – | – |\n"), std::string::npos) << table;
+  EXPECT_EQ(table.find("ettm1-24"), std::string::npos) << table;  // no runs: no row
+  // Fewer seeds than the row's most are marked.
+  const auto partial = experiment::forecast_summary_table(
+      {"etth1-168"}, {{result("softmax", 0, 0.5, 0.4), result("softmax", 1, 0.5, 0.4), result("sparsemax", 0, 0.1, 0.1)}},
+      {"softmax", "sparsemax"});
+  EXPECT_NE(partial.find("| **0.1000** (1 seed) | **0.1000** (1 seed) |"), std::string::npos) << partial;
+  EXPECT_EQ(experiment::forecast_summary_table({"x"}, {{}}, {"softmax"}), "");
+}
+
 TEST(Runner, NativeHalfPrecisionEvaluatesTheCastModelAndLeavesItFloat) {
   const auto dir = fresh_dir("native-half");
   ToyForecastTask task(0, 1);

@@ -95,6 +95,13 @@ std::string results_table(const Task& task, const std::vector<nlohmann::json>& r
 std::string paired_table(const std::vector<nlohmann::json>& results, const std::vector<std::string>& variants,
                          const std::string& metric);
 
+// Forecasting tasks side by side in the layout of the paper's Table 2: a row per task (`tasks[i]` names the runs
+// `results[i]`), FP32 test MSE and MAE per variant as mean ± std over seeds, the lowest mean of each kind in a row in
+// bold, "(n seeds)" where a variant has fewer seeds than the most any has in that row. Empty without results.
+std::string forecast_summary_table(const std::vector<std::string>& tasks,
+                                   const std::vector<std::vector<nlohmann::json>>& results,
+                                   const std::vector<std::string>& variants);
+
 // A results archive: each finished run's result.json and tracking.jsonl (text, tens of KB) under
 // ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not
 // last add up across them. archive_run copies a finished run there (atomically, file by file); archived_result reads
