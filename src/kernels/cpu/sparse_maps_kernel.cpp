@@ -136,7 +136,7 @@ void entmax_bisect_forward(const SparseMapParams<T>& p, int64_t row_begin, int64
       }
       (mass >= 1 ? lo : hi) = tau;
       const double tol = 4 * std::numeric_limits<double>::epsilon() * std::max(1.0, std::abs(tau));
-      // A vanishing Newton step means tau is the root. Test it before the bracket check: at the first iterate
+      // A vanishing step means tau is the root. Test it before the bracket check: at the first iterate
       // tau = lo is often already the root (one entry carries all the mass), its step lands on lo, and the
       // safeguard would then bisect toward it for every remaining step.
       double next = (lo + hi) / 2;
