@@ -82,11 +82,12 @@ struct ForwardWorkspace {
         alpha(kBq) {}
 };
 
-// S^T for keys [j0, j0 + nk) against the block's (scaled, transposed) queries, masked: ws.st is nk x kBq.
+// S^T for keys [j0, j0 + nk) against the block's (scaled, transposed) queries, masked: ws.st is nk x kBq, of which
+// the first `cols` (nq rounded up to the GEMM's column block) are computed.
 template <typename T>
 void forward_logits(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t b, int64_t h, int64_t i0,
-                    int64_t nq, int64_t j0, int64_t nk) {
-  tile::gemm(nk, kBq, p.D, p.k + p.k_stride.at(b, h, j0), p.k_stride.l, ws.qt.data(), kBq, ws.st.data(), kBq, false);
+                    int64_t nq, int64_t cols, int64_t j0, int64_t nk) {
+  tile::gemm(nk, cols, p.D, p.k + p.k_stride.at(b, h, j0), p.k_stride.l, ws.qt.data(), kBq, ws.st.data(), kBq, false);
   mask_tile(p, b, h, i0, nq, j0, nk, ws.st.data(), 1, kBq);
 }
 
@@ -105,9 +106,12 @@ void accumulate_values(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int
 
 // One query block: the online-softmax recurrence over key blocks, started at the no-op key (logit log n, value 0).
 // Clipped softmax needs the final normaliser before any probability: a first pass finds it, a second accumulates.
+// A short block (a short sequence: STanHop-Net's rows are 5-28 long) computes only its own columns, rounded up to the
+// GEMM's column block: columns in [nq, cols) are padding queries, computed and never read.
 template <typename T>
 void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t b, int64_t h, int64_t i0,
                    int64_t nq) {
+  const int64_t cols = round_up(nq, kColumnPad);
   std::fill(ws.qt.begin(), ws.qt.end(), T(0));
   pack_transposed(p.q + p.q_stride.at(b, h, i0), p.q_stride.l, nq, p.D, ws.qt.data(), kBq);
   tile::scale_row(ws.qt.data(), p.D * kBq, static_cast<T>(p.scale));
@@ -118,17 +122,17 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
   const int64_t key_end = p.visible_keys(i0 + nq - 1);  // the block's last query sees the most keys
   for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
     const int64_t nk = std::min(kBk, key_end - j0);
-    forward_logits(p, ws, b, h, i0, nq, j0, nk);
+    forward_logits(p, ws, b, h, i0, nq, cols, j0, nk);
     std::copy(ws.m.begin(), ws.m.end(), ws.shift.begin());
-    tile::column_max(ws.st.data(), nk, kBq, kBq, ws.shift.data());
-    for (int64_t c = 0; c < kBq; ++c) {
+    tile::column_max(ws.st.data(), nk, kBq, cols, ws.shift.data());
+    for (int64_t c = 0; c < cols; ++c) {
       const T m_new = ws.shift[c];
       ws.shift[c] = m_new == kNegInf<T> ? T(0) : m_new;  // nothing visible yet (n = 0): exp(-inf - 0) = 0
       ws.alpha[c] = std::exp(ws.m[c] - ws.shift[c]);
       ws.l[c] *= ws.alpha[c];
       ws.m[c] = m_new;
     }
-    tile::exp_shift_columns(ws.st.data(), nk, kBq, kBq, ws.shift.data(), ws.l.data());
+    tile::exp_shift_columns(ws.st.data(), nk, kBq, cols, ws.shift.data(), ws.l.data());
     if (p.clipped) continue;  // the first pass only needs the normaliser
     for (int64_t r = 0; r < nq; ++r)
       if (ws.alpha[r] != T(1)) tile::scale_row(ws.o.data() + r * ws.ldv, ws.ldv, ws.alpha[r]);
@@ -138,11 +142,11 @@ void forward_block(const AttentionParams<T>& p, ForwardWorkspace<T>& ws, int64_t
   for (int64_t r = 0; r < nq; ++r) lse[r] = ws.l[r] > 0 ? ws.m[r] + std::log(ws.l[r]) : kNegInf<T>;
   if (p.clipped) {
     T shift[kBq];  // columns r >= nq are padding queries: computed, never read
-    for (int64_t r = 0; r < kBq; ++r) shift[r] = r < nq ? probability_shift(lse[r]) : -kNegInf<T>;
+    for (int64_t r = 0; r < cols; ++r) shift[r] = r < nq ? probability_shift(lse[r]) : -kNegInf<T>;
     for (int64_t j0 = 0; j0 < key_end; j0 += kBk) {
       const int64_t nk = std::min(kBk, key_end - j0);
-      forward_logits(p, ws, b, h, i0, nq, j0, nk);
-      tile::clip_columns(ws.st.data(), nk, kBq, kBq, shift, static_cast<T>(p.eta - p.gamma), static_cast<T>(p.gamma));
+      forward_logits(p, ws, b, h, i0, nq, cols, j0, nk);
+      tile::clip_columns(ws.st.data(), nk, kBq, cols, shift, static_cast<T>(p.eta - p.gamma), static_cast<T>(p.gamma));
       accumulate_values(p, ws, b, h, nq, j0, nk);
     }
   }
@@ -247,8 +251,8 @@ void backward_head(const AttentionBackwardParams<T>& g, BackwardWorkspace<T>& ws
   for (int64_t j0 = 0; j0 < p.Lk; j0 += kBk) {
     const int64_t nk = std::min(kBk, p.Lk - j0);
     pack_key_block(p, ws, b, h, j0, nk);
-    std::fill(ws.dk.begin(), ws.dk.end(), T(0));
-    std::fill(ws.dv.begin(), ws.dv.end(), T(0));
+    std::fill_n(ws.dk.begin(), nk * ws.ldq, T(0));  // only the block's rows: short sequences have few
+    std::fill_n(ws.dv.begin(), nk * ws.ldv, T(0));
     for (int64_t i0 = first_query_seeing(p, j0) / kBq * kBq; i0 < p.Lq; i0 += kBq) {
       const int64_t nq = std::min(kBq, p.Lq - i0);
       probability_tiles(g, ws, b, h, i0, nq, j0, nk);
