@@ -9,6 +9,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -308,8 +309,11 @@ json read_result(const std::string& path, const json& config, const std::string&
   return result;
 }
 
+// The temporary name is the copier's own (process id and a per-process count): processes sharing an experiment
+// archive the same finished runs when they start, and one shared ".tmp" made the second rename fail.
 void copy_atomically(const std::string& from, const std::string& to) {
-  const auto tmp = to + ".tmp";
+  static std::atomic<uint64_t> count{0};
+  const auto tmp = to + ".tmp." + std::to_string(getpid()) + "." + std::to_string(count++);
   fs::copy_file(from, tmp, fs::copy_options::overwrite_existing);
   fs::rename(tmp, to);
 }

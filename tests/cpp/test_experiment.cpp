@@ -6,8 +6,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/runner.h"
@@ -326,6 +328,33 @@ TEST(Runner, StatusFollowsARunThroughItsFiles) {
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("state.safetensors: truncated"), std::string::npos) << e.what();
   }
+  fs::remove_all(dir);
+}
+
+// Processes that share an experiment each archive the finished runs when they start: copies of one run into one
+// archive at the same time must not trip over each other's temporary files.
+TEST(Runner, ArchivingOneRunTwiceAtOnceIsSafe) {
+  const auto dir = fs::temp_directory_path() / "outeffhop-archive-race";
+  fs::remove_all(dir);
+  fs::create_directories(dir / "run");
+  const std::string result(100000, 'r'), tracking(300000, 't');  // big enough that copies overlap
+  std::ofstream(dir / "run" / "result.json") << result;
+  std::ofstream(dir / "run" / "tracking.jsonl") << tracking;
+  std::atomic<int> errors{0};
+  auto archive = [&] {
+    for (int i = 0; i < 100; ++i) try {
+        experiment::archive_run((dir / "run").string(), (dir / "archive").string());
+      } catch (const std::exception& e) {
+        if (errors++ == 0) ADD_FAILURE() << e.what();
+      }
+  };
+  std::thread first(archive), second(archive);
+  first.join(), second.join();
+  EXPECT_EQ(errors.load(), 0);
+  auto text = [](const fs::path& p) { return std::string(std::istreambuf_iterator<char>(std::ifstream(p).rdbuf()), {}); };
+  EXPECT_EQ(text(dir / "archive" / "result.json"), result);
+  EXPECT_EQ(text(dir / "archive" / "tracking.jsonl"), tracking);
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "archive"), fs::directory_iterator{}), 2);  // no leftovers
   fs::remove_all(dir);
 }
 
