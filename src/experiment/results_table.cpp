@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -166,14 +165,14 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks, const 
     for (const auto& m : mse) most_seeds = std::max(most_seeds, m.size());
     if (most_seeds == 0) continue;
     any = true;
-    // The lowest mean of a column kind over the variants that have runs.
-    auto lowest = [&](const std::vector<std::vector<double>>& col) {
-      double best = std::numeric_limits<double>::infinity();
-      for (const auto& c : col)
-        if (!c.empty()) best = std::min(best, analysis::mean_std(c).mean);
-      return best;
-    };
-    const double best_mse = lowest(mse), best_mae = lowest(mae);
+    // Each variant's means (NaN without runs) and the lowest of each kind.
+    std::vector<double> mse_mean(variants.size(), NAN), mae_mean(variants.size(), NAN);
+    double best_mse = INFINITY, best_mae = INFINITY;
+    for (size_t i = 0; i < variants.size(); ++i) {
+      if (mse[i].empty()) continue;
+      mse_mean[i] = analysis::mean_std(mse[i]).mean, mae_mean[i] = analysis::mean_std(mae[i]).mean;
+      best_mse = std::min(best_mse, mse_mean[i]), best_mae = std::min(best_mae, mae_mean[i]);
+    }
     md << "| " << tasks[t];
     for (size_t i = 0; i < variants.size(); ++i) {
       if (mse[i].empty()) {
@@ -182,10 +181,9 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks, const 
       }
       const auto n = mse[i].size();
       const std::string seeds = n < most_seeds ? " (" + std::to_string(n) + (n == 1 ? " seed)" : " seeds)") : "";
-      for (const auto& [col, best] : {std::pair{&mse[i], best_mse}, std::pair{&mae[i], best_mae}}) {
-        const bool bold = analysis::mean_std(*col).mean == best;
+      for (const auto& [col, bold] :
+           {std::pair{&mse[i], mse_mean[i] == best_mse}, std::pair{&mae[i], mae_mean[i] == best_mae}})
         md << " | " << (bold ? "**" : "") << mean_std_cell(*col, 4) << (bold ? "**" : "") << seeds;
-      }
     }
     md << " |\n";
   }
