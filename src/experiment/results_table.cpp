@@ -27,11 +27,16 @@ std::string mean_std_cell(const std::vector<double>& v, int digits, bool sign = 
   return buf;
 }
 
-// A forecasting task's table: MSE and MAE per precision (Table 2's measures), the W8A8 output change, outliers.
+// A forecasting task's table: MSE and MAE per precision (Table 2's measures), the W8A8 output change, outliers, and
+// with early stopping the step of the best validation loss (the model evaluated; the last step: still improving).
 std::string forecast_table(const std::vector<json>& results, const std::vector<std::string>& variants) {
+  const bool stopping =
+      std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("early_stopping"); });
   std::ostringstream md;
   md << "| variant | FP32 MSE | FP32 MAE | FP16 MSE | BF16 MSE | W8A8 MSE | W8A8 MAE | W8A8 output change % |"
-        " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+        " avg kurtosis | max inf-norm |"
+     << (stopping ? " best validation step |" : "") << " seeds |\n|---|---|---|---|---|---|---|---|---|---|---|"
+     << (stopping ? "---|" : "") << "\n";
   for (const auto& v : variants) {
     std::map<std::string, std::vector<double>> col;
     for (const auto& r : results) {
@@ -42,13 +47,16 @@ std::string forecast_table(const std::vector<json>& results, const std::vector<s
       col["change"].push_back(100 * r["w8a8"]["output_change"].get<double>());
       col["kurt"].push_back(r["outliers"]["avg_kurtosis"]);
       col["inf"].push_back(r["outliers"]["max_inf_norm"]);
+      if (r.contains("early_stopping")) col["best step"].push_back(r["early_stopping"]["best_step"]);
     }
     if (col["fp32 mse"].empty()) continue;
     md << "| " << v;
     for (const char* k : {"fp32 mse", "fp32 mae", "fp16 mse", "bf16 mse", "w8a8 mse", "w8a8 mae"})
       md << " | " << mean_std_cell(col[k], 4);
     md << " | " << mean_std_cell(col["change"], 2) << " | " << mean_std_cell(col["kurt"], 2) << " | "
-       << mean_std_cell(col["inf"], 2) << " | " << col["fp32 mse"].size() << " |\n";
+       << mean_std_cell(col["inf"], 2) << " | ";
+    if (stopping) md << (col["best step"].empty() ? "–" : mean_std_cell(col["best step"], 0)) << " | ";
+    md << col["fp32 mse"].size() << " |\n";
   }
   return md.str();
 }

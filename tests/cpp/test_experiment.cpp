@@ -477,6 +477,7 @@ TEST(Runner, ForecastEvaluationIsTheWeightedMseAndMaeOfEveryWindow) {
   const auto table = experiment::results_table(task, {*result}, {"softmax1"});
   EXPECT_NE(table.find("| FP32 MSE | FP32 MAE |"), std::string::npos) << table;
   EXPECT_EQ(table.find("±"), std::string::npos) << table;  // one seed: bare values
+  EXPECT_EQ(table.find("best validation step"), std::string::npos) << table;  // no early stopping: no column
   // Two seeds: mean ± population std; MSEs m and m + 0.2 give m + 0.1 ± 0.1.
   auto second = *result;
   const double mse = (*result)["fp32"]["mse"].get<double>();
@@ -586,6 +587,10 @@ TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
     if (checks[i]["validation_loss"] < checks[best]["validation_loss"]) best = i;
   }
   EXPECT_EQ((*whole)["early_stopping"]["best_step"].get<int64_t>(), checks[best]["step"].get<int64_t>());
+  const auto table = experiment::results_table(task, {*whole}, {"softmax1"});
+  EXPECT_NE(table.find(" | best validation step | seeds |"), std::string::npos) << table;
+  EXPECT_NE(table.find(" | " + std::to_string(checks[best]["step"].get<int64_t>()) + " | 1 |\n"), std::string::npos)
+      << table;
   // Stopped before the last step, exactly `patience` checks after the best.
   EXPECT_LT(checks.size(), 60u);
   EXPECT_EQ(checks.size() - 1 - best, 2u);
