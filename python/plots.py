@@ -3,7 +3,8 @@
     plots.py tracking TRACKING.jsonl OUT.png TITLE     (outeffhop experiment writes RUNS_DIR/NAME/TASK/tracking.jsonl)
     plots.py layers RUNS.json OUT.png TITLE            (outeffhop experiment writes RUNS_DIR/NAME/TASK/runs.json)
     plots.py components RUNS.json OUT.png TITLE
-    plots.py forecast RUNS.json OUT.png TITLE          (forecasting tasks: the first test window per variant)"""
+    plots.py forecast RUNS.json OUT.png TITLE          (forecasting tasks: the first test window per variant)
+    plots.py validation VALIDATION.jsonl OUT.png TITLE (early stopping: every validation check of every run)"""
 import csv
 import json
 import statistics
@@ -177,7 +178,41 @@ def forecast(runs_json, out_png, title):
     fig.savefig(out_png, dpi=120)
 
 
-KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components, "forecast": forecast}
+def validation(validation_jsonl, out_png, title):
+    """The validation loss at every check, one line per variant (mean over the seeds checked at that step, band of
+    +-1 std), each run's best check marked: whether the variants' order settles or changes as training goes on.
+    Runs stop early at different steps, so the late points can rest on fewer seeds (the legend gives their number)."""
+    series = defaultdict(lambda: defaultdict(list))
+    best = defaultdict(list)
+    for line in open(validation_jsonl):
+        r = json.loads(line)
+        series[r["variant"]][r["step"]].append(r["validation_loss"])
+        if r["best"]:
+            best[(r["variant"], r["seed"])] = (r["step"], r["validation_loss"])
+    fig, axis = plt.subplots(figsize=(8, 4.5))
+    for variant, points in series.items():
+        steps = sorted(points)
+        means = [statistics.fmean(points[s]) for s in steps]
+        stds = [statistics.pstdev(points[s]) for s in steps]
+        seeds = len({seed for (v, seed) in best if v == variant})
+        line, = axis.plot(steps, means, marker="o", markersize=2, label=f"{variant} ({seeds} seed{'' if seeds == 1 else 's'})")
+        axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
+                          color=line.get_color(), alpha=0.15)
+        marks = [b for (v, _), b in best.items() if v == variant]
+        axis.scatter([m[0] for m in marks], [m[1] for m in marks], color=line.get_color(), marker="*", s=60,
+                     zorder=3)
+    axis.scatter([], [], color="black", marker="*", s=60, label="each run's best check (the model evaluated)")
+    axis.set_xlabel("training step")
+    axis.set_ylabel("validation loss")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
+KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components, "forecast": forecast,
+         "validation": validation}
 
 if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] not in KINDS:

@@ -249,16 +249,36 @@ void run(const ExperimentArgs& a) {
           tracking << std::ifstream(run_tracking).rdbuf();
       }
     tracking.close();
+    // With early stopping: every validation check of every run, labelled with its variant and seed (runs archived
+    // before session 19 kept no validation.jsonl and are left out of this figure).
+    std::ofstream validation(task_dir + "/validation.jsonl");
+    bool validated = false;
+    for (const auto& variant : config.tasks[i].variants)
+      for (const auto seed : config.seeds) {
+        std::ifstream checks(files_of(variant, seed) + "/validation.jsonl");
+        for (std::string line; std::getline(checks, line);)
+          if (!line.empty()) {
+            auto check = json::parse(line);
+            check["variant"] = variant, check["seed"] = seed;
+            validation << check.dump() << "\n";
+            validated = true;
+          }
+      }
+    validation.close();
     const auto title = task->label() + ": " + task->description();
-    bool plotted = run_plot("tracking", task_dir + "/tracking.jsonl", task_dir + "/training.png", title);
-    plotted = run_plot("layers", task_dir + "/runs.json", task_dir + "/layers.png", title) && plotted;
-    plotted = run_plot("components", task_dir + "/runs.json", task_dir + "/components.png", title) && plotted;
-    if (task->regression())  // the first test window's forecast per variant
-      plotted = run_plot("forecast", task_dir + "/runs.json", task_dir + "/forecast.png", title) && plotted;
-    const std::string figures = task->regression() ? ",training.png,layers.png,components.png,forecast.png"
-                                                   : ",training.png,layers.png,components.png";
-    std::fprintf(stderr, "%s: %s/{runs.json,tracking.jsonl%s}\n", task->label().c_str(), task_dir.c_str(),
-                 (plotted ? figures : "; no figures: plotting with " + plot_python() + " failed (see above)").c_str());
+    std::string files = "runs.json,tracking.jsonl";
+    bool plotted = true;
+    auto plot = [&](const char* kind, const std::string& input, const std::string& png) {
+      plotted = run_plot(kind, task_dir + "/" + input, task_dir + "/" + png, title) && plotted;
+      files += "," + png;
+    };
+    plot("tracking", "tracking.jsonl", "training.png");
+    plot("layers", "runs.json", "layers.png");
+    plot("components", "runs.json", "components.png");
+    if (task->regression()) plot("forecast", "runs.json", "forecast.png");  // the first test window per variant
+    if (validated) plot("validation", "validation.jsonl", "validation.png");
+    std::fprintf(stderr, "%s: %s/{%s}%s\n", task->label().c_str(), task_dir.c_str(), files.c_str(),
+                 plotted ? "" : ("; plotting with " + plot_python() + " failed (see above)").c_str());
   }
   if (forecast_labels.size() > 1 && same_forecast_variants)
     tables.insert(tables.find('\n') + 1,
@@ -290,8 +310,9 @@ void add_experiment(CLI::App& app) {
   cmd->add_option("--data-dir", a->data_dir, "the shared data directory (text/, cifar10/, mnist/)")
       ->capture_default_str();
   cmd->add_option("--archive", a->archive,
-                  "also keep each finished run's result.json and tracking.jsonl in ARCHIVE/NAME/TASK/RUN, and take "
-                  "runs finished there as done (e.g. docs/runs, committed: results add up across machines)");
+                  "also keep each finished run's result.json, tracking.jsonl and validation.jsonl in "
+                  "ARCHIVE/NAME/TASK/RUN, and take runs finished there as done (e.g. docs/runs, committed: results "
+                  "add up across machines)");
   cmd->add_flag("--dump-config", a->dump_config, "print the resolved config (every default filled in) and exit");
   cmd->add_flag("--report", a->report,
                 "write the tables and figures from the runs finished so far (mean ± std over their seeds); train "

@@ -536,7 +536,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
 void archive_run(const std::string& run_dir, const std::string& archive_run_dir) {
   TORCH_CHECK(fs::exists(run_dir + "/result.json"), run_dir, ": not finished; nothing to archive");
   fs::create_directories(archive_run_dir);
-  for (const auto* file : {"tracking.jsonl", "result.json"})  // the result last: it marks the archived run complete
+  // The result last: it marks the archived run complete.
+  for (const auto* file : {"tracking.jsonl", "validation.jsonl", "result.json"})
     if (fs::exists(run_dir + "/" + file)) copy_atomically(run_dir + "/" + file, archive_run_dir + "/" + file);
 }
 

@@ -591,6 +591,8 @@ TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
   EXPECT_NE(table.find(" | best validation step | seeds |"), std::string::npos) << table;
   EXPECT_NE(table.find(" | " + std::to_string(checks[best]["step"].get<int64_t>()) + " | 1 |\n"), std::string::npos)
       << table;
+  experiment::archive_run((dir / "whole").string(), (dir / "archive").string());
+  EXPECT_EQ(jsonl(dir / "archive" / "validation.jsonl"), checks);  // kept for the report's validation figure
   // Stopped before the last step, exactly `patience` checks after the best.
   EXPECT_LT(checks.size(), 60u);
   EXPECT_EQ(checks.size() - 1 - best, 2u);

@@ -102,7 +102,7 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<nlohmann::json>>& results,
                                    const std::vector<std::string>& variants);
 
-// A results archive: each finished run's result.json and tracking.jsonl (text, tens of KB) under
+// A results archive: each finished run's result.json, tracking.jsonl and validation.jsonl (text, tens of KB) under
 // ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not
 // last add up across them. archive_run copies a finished run there (atomically, file by file); archived_result reads
 // one back: nothing when the archive lacks it, an error naming the file when it was made with another config.
