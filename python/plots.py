@@ -183,7 +183,7 @@ def validation(validation_jsonl, out_png, title):
     +-1 std), each run's best check marked: whether the variants' order settles or changes as training goes on.
     Runs stop early at different steps, so the late points can rest on fewer seeds (the legend gives their number)."""
     series = defaultdict(lambda: defaultdict(list))
-    best = defaultdict(list)
+    best = {}  # (variant, seed) -> (step, loss) of the run's best check
     for line in open(validation_jsonl):
         r = json.loads(line)
         series[r["variant"]][r["step"]].append(r["validation_loss"])
@@ -195,7 +195,8 @@ def validation(validation_jsonl, out_png, title):
         means = [statistics.fmean(points[s]) for s in steps]
         stds = [statistics.pstdev(points[s]) for s in steps]
         seeds = len({seed for (v, seed) in best if v == variant})
-        line, = axis.plot(steps, means, marker="o", markersize=2, label=f"{variant} ({seeds} seed{'' if seeds == 1 else 's'})")
+        label = f"{variant} ({seeds} seed{'' if seeds == 1 else 's'})"
+        line, = axis.plot(steps, means, marker="o", markersize=2, label=label)
         axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
                           color=line.get_color(), alpha=0.15)
         marks = [b for (v, _), b in best.items() if v == variant]

@@ -250,7 +250,7 @@ void run(const ExperimentArgs& a) {
       }
     tracking.close();
     // With early stopping: every validation check of every run, labelled with its variant and seed (runs archived
-    // before session 19 kept no validation.jsonl and are left out of this figure).
+    // before the archive kept validation.jsonl are left out of this figure).
     std::ofstream validation(task_dir + "/validation.jsonl");
     bool validated = false;
     for (const auto& variant : config.tasks[i].variants)
