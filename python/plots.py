@@ -17,6 +17,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def band_line(axis, xs, samples, **line_args):
+    """The mean of each x's samples as a line with a band of +-1 (population) std; returns the line."""
+    means = [statistics.fmean(v) for v in samples]
+    stds = [statistics.pstdev(v) for v in samples]
+    line, = axis.plot(xs, means, **line_args)
+    axis.fill_between(xs, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
+                      color=line.get_color(), alpha=0.15)
+    return line
+
+
+def save(fig, title, out_png):
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+
+
 def memory(results_csv, out_png, title):
     """Success rate and squared error against the swept variable (memories or sigma), one line per model,
     mean with a band of +-1 std over seeds: the layout of the paper's Figures 5 and 6."""
@@ -33,11 +49,7 @@ def memory(results_csv, out_png, title):
     for model, points in series.items():
         xs = sorted(points)
         for axis, k in zip(axes, (0, 1)):
-            means = [statistics.fmean(points[x][k]) for x in xs]
-            stds = [statistics.pstdev(points[x][k]) for x in xs]
-            axis.plot(xs, means, marker="o", markersize=3, label=model)
-            axis.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                              alpha=0.15)
+            band_line(axis, xs, [points[x][k] for x in xs], marker="o", markersize=3, label=model)
     for axis, label in zip(axes, ("success rate (cosine >= 0.8)", "mean squared difference")):
         axis.set_xlabel({"n": "stored patterns N", "sigma": "noise sigma", "steps": "update steps"}[x_key])
         axis.set_ylabel(label)
@@ -45,9 +57,7 @@ def memory(results_csv, out_png, title):
             axis.set_xscale("log")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 def tracking(tracking_jsonl, out_png, title):
@@ -63,19 +73,13 @@ def tracking(tracking_jsonl, out_png, title):
     for variant, points in series.items():
         steps = sorted(points)
         for k, axis in enumerate(axes):
-            means = [statistics.fmean(points[s][k]) for s in steps]
-            stds = [statistics.pstdev(points[s][k]) for s in steps]
-            axis.plot(steps, means, marker="o", markersize=2, label=variant)
-            axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
-                              alpha=0.15)
+            band_line(axis, steps, [points[s][k] for s in steps], marker="o", markersize=2, label=variant)
     for axis, label in zip(axes, ("training loss", "average kurtosis", "maximum infinity norm")):
         axis.set_xlabel("training step")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 def grouped_bars(axis, groups, series):
@@ -108,9 +112,7 @@ def layers(runs_json, out_png, title):
         axis.set_ylabel(label)
         axis.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 def components(runs_json, out_png, title):
@@ -145,9 +147,7 @@ def components(runs_json, out_png, title):
         axis.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
     axes[0].set_title(f"modules of layer {last}")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 def forecast(runs_json, out_png, title):
@@ -173,9 +173,7 @@ def forecast(runs_json, out_png, title):
     axis.set_ylabel("last series, z-scored")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 def validation(validation_jsonl, out_png, title):
@@ -192,13 +190,9 @@ def validation(validation_jsonl, out_png, title):
     fig, axis = plt.subplots(figsize=(8, 4.5))
     for variant, points in series.items():
         steps = sorted(points)
-        means = [statistics.fmean(points[s]) for s in steps]
-        stds = [statistics.pstdev(points[s]) for s in steps]
         seeds = len({seed for (v, seed) in best if v == variant})
         label = f"{variant} ({seeds} seed{'' if seeds == 1 else 's'})"
-        line, = axis.plot(steps, means, marker="o", markersize=2, label=label)
-        axis.fill_between(steps, [m - d for m, d in zip(means, stds)], [m + d for m, d in zip(means, stds)],
-                          color=line.get_color(), alpha=0.15)
+        line = band_line(axis, steps, [points[s] for s in steps], marker="o", markersize=2, label=label)
         marks = [b for (v, _), b in best.items() if v == variant]
         axis.scatter([m[0] for m in marks], [m[1] for m in marks], color=line.get_color(), marker="*", s=60,
                      zorder=3)
@@ -207,9 +201,7 @@ def validation(validation_jsonl, out_png, title):
     axis.set_ylabel("validation loss")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    save(fig, title, out_png)
 
 
 KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components, "forecast": forecast,
