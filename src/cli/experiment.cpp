@@ -240,22 +240,17 @@ void run(const ExperimentArgs& a) {
                 "have; lower: in how many of them the variant's value is lower):\n\n" + paired;
     fs::create_directories(task_dir);  // absent when every run came from the archive
     std::ofstream(task_dir + "/runs.json") << json(results).dump(1) << "\n";
-    // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4).
-    std::ofstream tracking(task_dir + "/tracking.jsonl");
-    for (const auto& variant : config.tasks[i].variants)
-      for (const auto seed : config.seeds) {
-        const auto run_tracking = files_of(variant, seed) + "/tracking.jsonl";
-        if (fs::exists(run_tracking) && fs::file_size(run_tracking) > 0)
-          tracking << std::ifstream(run_tracking).rdbuf();
-      }
-    tracking.close();
-    // With early stopping: every validation check of every run, labelled with its variant and seed (runs archived
-    // before the archive kept validation.jsonl are left out of this figure).
-    std::ofstream validation(task_dir + "/validation.jsonl");
+    // Figures: outliers over training (the paper's Figure 2), per layer (Figure 3), per component (Figure 4); with
+    // early stopping every validation check of every run, labelled with its variant and seed (runs archived before
+    // the archive kept validation.jsonl are left out of that figure).
+    std::ofstream tracking(task_dir + "/tracking.jsonl"), validation(task_dir + "/validation.jsonl");
     bool validated = false;
     for (const auto& variant : config.tasks[i].variants)
       for (const auto seed : config.seeds) {
-        std::ifstream checks(files_of(variant, seed) + "/validation.jsonl");
+        const auto run_files = files_of(variant, seed);
+        if (fs::exists(run_files + "/tracking.jsonl") && fs::file_size(run_files + "/tracking.jsonl") > 0)
+          tracking << std::ifstream(run_files + "/tracking.jsonl").rdbuf();
+        std::ifstream checks(run_files + "/validation.jsonl");
         for (std::string line; std::getline(checks, line);)
           if (!line.empty()) {
             auto check = json::parse(line);
@@ -264,7 +259,7 @@ void run(const ExperimentArgs& a) {
             validated = true;
           }
       }
-    validation.close();
+    tracking.close(), validation.close();
     const auto title = task->label() + ": " + task->description();
     std::string files = "runs.json,tracking.jsonl";
     bool plotted = true;
