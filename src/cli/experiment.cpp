@@ -106,7 +106,8 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
         const auto s = experiment::run_status(paths.dir, paths.archive);
         // Appended piecewise: GCC 12 warns falsely (-Wstringop-overflow) on the one-expression concatenation.
         grid.append(" ").append(run_state(s)).append(s.in_use ? " (running)" : "").append(" |");
-        ++counts[s.state];
+        // A run whose first checkpoint is still to come has no step yet but is training all the same.
+        ++counts[s.in_use && s.state == State::kNotStarted ? State::kTraining : s.state];
         if (s.train_seconds) minutes.push_back(*s.train_seconds / 60);
         if (s.state == State::kNotStarted) runs_left += 1;
         if (s.state == State::kTraining && s.steps > 0)
@@ -116,7 +117,7 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
     }
     std::string counted;  // the states some run is in, with how many
     for (const auto& [state, what] : {std::pair{State::kArchived, "of them from the archive"},
-                                      std::pair{State::kTraining, "part-trained"},
+                                      std::pair{State::kTraining, "training or stopped part-way"},
                                       std::pair{State::kTrained, "trained, not evaluated"},
                                       std::pair{State::kNotStarted, "not started"}})
       if (counts[state] > 0) counted += ", " + std::to_string(counts[state]) + " " + what;
