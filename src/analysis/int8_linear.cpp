@@ -5,6 +5,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/native/quantized/PackedParams.h>
 
+#include <cmath>
 #include <regex>
 #include <stdexcept>
 
@@ -15,11 +16,15 @@ namespace {
 
 using PrepackOp = c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, std::optional<at::Tensor>);
 
-AffineQuantParams checked_params(std::pair<double, double> range, const char* what) {
+// The quantization grid of a calibrated range. A range of zero width (an activation that was exactly 0 in every
+// calibration batch, like the context of an attention layer whose heads all abstain under clipped softmax) has no
+// grid: everything quantizes to 0 there, as in fake_quant_asym. The scale 1 only keeps the engine's arguments valid.
+Int8Linear::Grid grid_of(std::pair<double, double> range, const char* what) {
+  TORCH_CHECK(std::isfinite(range.first) && std::isfinite(range.second) && range.first <= range.second,
+              "Int8Linear: the ", what, " range [", range.first, ", ", range.second, "] is not a finite interval");
   const auto p = asym_quant_params(range.first, range.second, 8);
-  TORCH_CHECK(p.delta > 0, "Int8Linear: the ", what, " range [", range.first, ", ", range.second,
-              "] has zero width");
-  return p;
+  if (p.delta == 0) return {1.0, 0, true};
+  return {p.delta, p.zero_point, false};
 }
 
 const c10::TypedOperatorHandle<PrepackOp>& linear_prepack() {
@@ -72,9 +77,7 @@ Int8Linear::Int8Linear(const torch::nn::Linear& linear, std::pair<double, double
   std::optional<at::Tensor> bias;
   if (linear->bias.defined()) bias = linear->bias.detach().to(at::kFloat).contiguous();
   packed_ = linear_prepack().call(qw, bias);
-  const auto in = checked_params(input_range, "input"), out = checked_params(output_range, "output");
-  in_scale_ = in.delta, in_zero_point_ = in.zero_point;
-  out_scale_ = out.delta, out_zero_point_ = out.zero_point;
+  in_ = grid_of(input_range, "input"), out_ = grid_of(output_range, "output");
 }
 
 Int8Linear::~Int8Linear() = default;
@@ -82,12 +85,13 @@ Int8Linear::~Int8Linear() = default;
 at::Tensor Int8Linear::forward(const at::Tensor& x) const {
   TORCH_CHECK(x.size(-1) == in_features_, "Int8Linear: input has ", x.size(-1), " features, expected ",
               in_features_);
-  const auto flat = x.reshape({-1, in_features_}).to(at::kFloat).contiguous();
-  const auto qx = at::quantize_per_tensor(flat, in_scale_, in_zero_point_, at::kQUInt8);
-  auto y = packed_->apply(qx, out_scale_, out_zero_point_).dequantize();
   auto shape = x.sizes().vec();
   shape.back() = out_features_;
-  return y.view(shape);
+  if (out_.all_zero) return at::zeros(shape, x.options().dtype(at::kFloat));
+  auto flat = x.reshape({-1, in_features_}).to(at::kFloat).contiguous();
+  if (in_.all_zero) flat = at::zeros_like(flat);
+  const auto qx = at::quantize_per_tensor(flat, in_.scale, in_.zero_point, at::kQUInt8);
+  return packed_->apply(qx, out_.scale, out_.zero_point).dequantize().view(shape);
 }
 
 int64_t Int8Linear::packed_weight_bytes() const { return in_features_ * out_features_; }

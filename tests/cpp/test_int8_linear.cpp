@@ -5,6 +5,7 @@
 #include <torch/nn/functional/linear.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/w8a8.h"
@@ -63,9 +64,27 @@ TEST(Int8Linear, EnginesAndErrors) {
   EXPECT_FALSE(engines.empty());
   EXPECT_NE(std::find(engines.begin(), engines.end(), current_quantized_engine()), engines.end());
   torch::nn::Linear linear(4, 3);
-  EXPECT_THROW(Int8Linear(linear, {0.0, 0.0}, {-1.0, 1.0}), c10::Error);  // zero-width input range
+  EXPECT_THROW(Int8Linear(linear, {1.0, -1.0}, {-1.0, 1.0}), c10::Error);  // reversed input range
+  EXPECT_THROW(Int8Linear(linear, {-1.0, 1.0}, {0.0, NAN}), c10::Error);    // non-finite output range
   Int8Linear ok(linear, {-1.0, 1.0}, {-1.0, 1.0});
   EXPECT_THROW(ok.forward(at::randn({2, 5})), c10::Error);  // wrong feature count
+}
+
+// A range calibrated as [0, 0] (an attention context that was all zeros: every head abstaining under clipped
+// softmax, as in a trained BERT) maps everything to 0, as the simulated path does: the output is the bias, requantized;
+// or 0 where the output range is [0, 0] too.
+TEST(Int8Linear, ZeroWidthRangesGiveTheSimulatedResult) {
+  at::manual_seed(0);
+  torch::nn::Linear linear(16, 8);
+  const auto x = at::randn({4, 16});
+  const auto w_hat = fake_quant_sym(linear->weight.detach());
+  const std::pair<double, double> out_range{-1.0, 1.0};
+  const auto simulated = fake_quant_asym(
+      torch::nn::functional::linear(fake_quant_asym(x, 0.0, 0.0), w_hat, linear->bias.detach()), -1.0, 1.0);
+  const auto real = Int8Linear(linear, {0.0, 0.0}, out_range).forward(x);
+  EXPECT_GT(simulated.abs().max().item<double>(), 0.0);  // the bias comes through
+  EXPECT_LE((real - simulated).abs().max().item<double>(), asym_quant_params(-1.0, 1.0).delta * 1.0001);
+  EXPECT_TRUE(Int8Linear(linear, {-3.0, 3.0}, {0.0, 0.0}).forward(x).eq(0).all().item<bool>());
 }
 
 TEST(Int8Linears, WholeOptModelMatchesTheSimulation) {

@@ -30,11 +30,17 @@ class Int8Linear {
   at::Tensor forward(const at::Tensor& x) const;  // float ... x in_features -> float ... x out_features
   int64_t packed_weight_bytes() const;            // int8 weight bytes (excluding the float bias)
 
+  // A static quint8 grid; all_zero: the calibrated range was [0, 0], and every value maps to 0.
+  struct Grid {
+    double scale = 1;
+    int64_t zero_point = 0;
+    bool all_zero = false;
+  };
+
  private:
   c10::intrusive_ptr<LinearPackedParamsBase> packed_;
   int64_t in_features_ = 0, out_features_ = 0;
-  double in_scale_ = 1, out_scale_ = 1;
-  int64_t in_zero_point_ = 0, out_zero_point_ = 0;
+  Grid in_, out_;
 };
 
 // Real INT8 for the Linear layers of a model with activation points: every Linear whose own point (its output) and
