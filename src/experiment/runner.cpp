@@ -524,6 +524,13 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   evaluate_options.time_int8 = options.time_int8;
   if (device.is_cuda()) evaluate_options.native_half = device;
   auto result = evaluate_model(task, model, evaluate_options);
+  if (result.contains("constant_zero_points")) {
+    const auto& zero = result["constant_zero_points"];
+    std::fprintf(stderr,
+                 "%s note: %zu activation points were exactly 0 on every calibration batch (first: %s): those parts "
+                 "of the model do nothing and may never have trained (clipped attention starting below its clip point?)\n",
+                 tag.c_str(), zero.size(), zero.front().get<std::string>().c_str());
+  }
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
   if (fs::exists(run_dir + "/best.safetensors"))
     result["early_stopping"] = best_model_json(run_dir + "/best.safetensors");
@@ -639,6 +646,10 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
   }
   const auto ranges = sim.ranges();
+  // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
+  // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.
+  for (const auto& [name, range] : ranges)
+    if (range.first == 0 && range.second == 0) result["constant_zero_points"].push_back(name);
   if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
     const analysis::Int8Linears linears(*model.module, ranges, input_point);
     linears.attach(*points);
