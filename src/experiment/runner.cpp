@@ -528,7 +528,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     const auto& zero = result["constant_zero_points"];
     std::fprintf(stderr,
                  "%s note: %zu activation points were exactly 0 on every calibration batch (first: %s): those parts "
-                 "of the model do nothing and may never have trained (clipped attention starting below its clip point?)\n",
+                 "of the model do nothing and may never have trained (clipped attention starting below its clip "
+                 "point?)\n",
                  tag.c_str(), zero.size(), zero.front().get<std::string>().c_str());
   }
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
