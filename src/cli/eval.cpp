@@ -54,6 +54,7 @@ void add_eval(CLI::App& app) {
       std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
     }
     auto result = experiment::evaluate_model(*task, saved.model, options);
+    experiment::note_constant_zero_points(a->checkpoint, result);
     if (a->json) {
       std::cout << result.dump(1) << "\n";
       return;

@@ -524,14 +524,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   evaluate_options.time_int8 = options.time_int8;
   if (device.is_cuda()) evaluate_options.native_half = device;
   auto result = evaluate_model(task, model, evaluate_options);
-  if (result.contains("constant_zero_points")) {
-    const auto& zero = result["constant_zero_points"];
-    std::fprintf(stderr,
-                 "%s note: %zu activation points were exactly 0 on every calibration batch (first: %s): those parts "
-                 "of the model do nothing and may never have trained (clipped attention starting below its clip "
-                 "point?)\n",
-                 tag.c_str(), zero.size(), zero.front().get<std::string>().c_str());
-  }
+  note_constant_zero_points(tag, result);
   result.update({{"task", task.label()}, {"variant", variant}, {"seed", seed}, {"config", config}});
   if (fs::exists(run_dir + "/best.safetensors"))
     result["early_stopping"] = best_model_json(run_dir + "/best.safetensors");
@@ -581,6 +574,15 @@ RunStatus run_status(const std::string& run_dir, const std::string& archive_run_
     status.steps = config.value(json::json_pointer("/task/train/steps"), int64_t{0});
   }
   return status;
+}
+
+void note_constant_zero_points(const std::string& tag, const json& result) {
+  if (!result.contains("constant_zero_points")) return;
+  const auto& zero = result["constant_zero_points"];
+  std::fprintf(stderr,
+               "%s note: %zu activation points were exactly 0 on every calibration batch (first: %s): those parts of "
+               "the model do nothing and may never have trained (clipped attention starting below its clip point?)\n",
+               tag.c_str(), zero.size(), zero.front().get<std::string>().c_str());
 }
 
 json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options) {

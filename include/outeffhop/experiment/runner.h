@@ -83,7 +83,10 @@ struct EvaluateOptions {
 // with per-point relative errors), "int8" (real INT8 Linears where the task has them; with forward timings); and
 // result["outliers"]["peaks"]: where each module's largest activation sits; and result["extra"][name]["fp32" /
 // "w8a8"]: the task's further evaluation sets (Task::extra_evaluations), with the same W8A8 ranges.
+// result["constant_zero_points"]: the calibrated points that were exactly 0 on every calibration batch, if any.
 nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
+// A console note naming evaluate_model's constant-zero points (nothing when there are none), prefixed with `tag`.
+void note_constant_zero_points(const std::string& tag, const nlohmann::json& result);
 
 // The markdown table of a task's results (one row per variant, mean ± std over seeds).
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,
