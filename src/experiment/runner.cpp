@@ -18,6 +18,7 @@
 
 #include "bench/timing.h"
 #include "outeffhop/analysis/activation_peaks.h"
+#include "outeffhop/analysis/attention_use.h"
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
@@ -133,6 +134,33 @@ json outlier_json(const analysis::OutlierStats& stats) {
   for (const auto& [layer, l] : stats.per_layer())
     layers.push_back({{"layer", layer}, {"avg_kurtosis", l.avg_kurtosis}, {"max_inf_norm", l.max_inf_norm}});
   return {{"avg_kurtosis", s.avg_kurtosis}, {"max_inf_norm", s.max_inf_norm}, {"modules", modules}, {"layers", layers}};
+}
+
+// Attention mass per attention layer on the evaluation batches. The fused kernels never form the probabilities, so
+// this FP32 pass runs the eager attention (an identity transform) with an observer on the `attn_probs` points.
+json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points, const std::vector<Batch>& batches) {
+  static const std::string suffix = ".attn_probs";
+  analysis::AttentionUse use;
+  points->add_observer([&](const std::string& name, const at::Tensor& x) {
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      use.add(name.substr(0, name.size() - suffix.size()), x);
+  });
+  points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    for (const auto& batch : batches) model.logits(batch.input);
+  }
+  points->set_transform(nullptr);
+  points->clear_observers();
+  json out = json::array();
+  for (const auto& a : use.points())
+    out.push_back({{"point", a.point},
+                   {"rows", a.rows},
+                   {"mean_mass", a.mean_mass},
+                   {"low_mass_share", a.low_mass_share},
+                   {"first_key_mass", a.first_key_mass}});
+  return out;
 }
 
 // The activation peaks as JSON, each with the input token at its place where the input holds token ids (B x T, or
@@ -611,6 +639,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     result["extra"][name]["fp32"] = evaluate(task, model, extra, nullptr, &extra_reference[name]);
   result["outliers"] = outlier_json(stats);
   result["outliers"]["peaks"] = peaks_json(peaks, batches);
+  result["attention"] = attention_use_json(model, points, batches);
   for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
     if (options.native_half) {

@@ -15,6 +15,7 @@
 #include "outeffhop/experiment/runner.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/vit.h"
+#include "outeffhop/nn/activation_points.h"
 #include "outeffhop/safetensors.h"
 #include "outeffhop/training_state.h"
 
@@ -570,6 +571,45 @@ TEST(Runner, NativeHalfPrecisionEvaluatesTheCastModelAndLeavesItFloat) {
   for (const auto& p : model.module->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
   EXPECT_EQ(experiment::evaluate_model(task, model, evaluate)["fp32"], native["fp32"]);  // restored exactly
   fs::remove_all(dir);
+}
+
+// softmax rows sum to 1; softmax_1 rows to sum(e^s) / (1 + sum(e^s)), computed here from the layer's own scores.
+TEST(Runner, AttentionUseIsTheRowMassOfEachLayersProbabilities) {
+  ToyTask task;
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32"};
+  for (const std::string variant : {"softmax", "softmax1"}) {
+    auto model = task.build(variant);
+    const auto result = experiment::evaluate_model(task, model, evaluate);
+    auto points = std::make_shared<nn::ActivationPoints>();
+    std::map<std::string, std::vector<double>> expected;  // per layer: each row's mass from its scores
+    points->add_observer([&](const std::string& name, const at::Tensor& x) {
+      const std::string suffix = ".attn_scores";
+      if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) return;
+      const auto e = x.to(at::kDouble).exp().sum(-1).reshape(-1);
+      const auto mass = variant == "softmax" ? at::ones_like(e) : e / (1 + e);
+      auto& rows = expected[name.substr(0, name.size() - suffix.size())];
+      for (int64_t i = 0; i < mass.numel(); ++i) rows.push_back(mass[i].item<double>());
+    });
+    points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
+    model.set_points(points);
+    {
+      torch::NoGradGuard no_grad;
+      model.module->eval();
+      for (const auto& batch : task.eval_batches()) model.logits(batch.input);
+    }
+    model.set_points(nullptr);
+    ASSERT_EQ(result["attention"].size(), expected.size()) << variant;
+    for (const auto& a : result["attention"]) {
+      const auto& rows = expected.at(a["point"].get<std::string>());
+      double mean = 0;
+      for (double m : rows) mean += m / rows.size();
+      EXPECT_EQ(a["rows"].get<size_t>(), rows.size());
+      EXPECT_NEAR(a["mean_mass"].get<double>(), mean, 1e-5) << variant << " " << a["point"];
+      EXPECT_EQ(a["low_mass_share"].get<double>(), 0.0);  // untrained: near uniform, no row abstains
+      if (variant == "softmax1") EXPECT_LT(a["mean_mass"].get<double>(), 0.999);
+    }
+  }
 }
 
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {

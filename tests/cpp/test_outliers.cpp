@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "outeffhop/analysis/activation_peaks.h"
+#include "outeffhop/analysis/attention_use.h"
 #include "outeffhop/analysis/outlier_stats.h"
 #include "outeffhop/analysis/range_estimator.h"
 #include "outeffhop/outliers.h"
@@ -135,6 +136,24 @@ TEST(ActivationPeaks, LocationsAndUsualPositionByHand) {
   EXPECT_DOUBLE_EQ(p[2].value, 23.0);
   EXPECT_EQ(p[2].position, 5);
   EXPECT_EQ(p[2].dim, 3);
+}
+
+TEST(AttentionUse, RowMassLowRowsAndFirstKeyByHand) {
+  analysis::AttentionUse use;
+  use.add("layer.0", at::tensor({0.5, 0.5, 0.1, 0.1}).view({1, 2, 2}));  // rows of mass 1 and 0.2
+  use.add("layer.1", at::zeros({2, 1, 3, 4}));                            // abstains: 6 rows of mass 0
+  use.add("layer.0", at::tensor({1.0f, 0.0f}).view({1, 1, 2}));           // float input; mass 1 on the first key
+  EXPECT_THROW(use.add("scalar", at::ones({3})), c10::Error);
+  const auto p = use.points();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].point, "layer.0");
+  EXPECT_EQ(p[0].rows, 3);
+  EXPECT_NEAR(p[0].mean_mass, (1.0 + 0.2 + 1.0) / 3, 1e-12);
+  EXPECT_NEAR(p[0].low_mass_share, 1.0 / 3, 1e-12);
+  EXPECT_NEAR(p[0].first_key_mass, (0.5 + 0.1 + 1.0) / 3, 1e-12);
+  EXPECT_EQ(p[1].rows, 6);
+  EXPECT_EQ(p[1].mean_mass, 0.0);
+  EXPECT_EQ(p[1].low_mass_share, 1.0);
 }
 
 TEST(RangeEstimator, MethodsByHandAndDeterministic) {

@@ -83,6 +83,8 @@ struct EvaluateOptions {
 // with per-point relative errors), "int8" (real INT8 Linears where the task has them; with forward timings); and
 // result["outliers"]["peaks"]: where each module's largest activation sits; and result["extra"][name]["fp32" /
 // "w8a8"]: the task's further evaluation sets (Task::extra_evaluations), with the same W8A8 ranges.
+// result["attention"]: per attention layer, the mean row mass of its probabilities, the share of rows below one
+// half and the mean mass on the first key (analysis/attention_use.h).
 // result["constant_zero_points"]: the calibrated points that were exactly 0 on every calibration batch, if any.
 nlohmann::json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& options);
 // A console note naming evaluate_model's constant-zero points (nothing when there are none), prefixed with `tag`.
