@@ -131,7 +131,7 @@ std::string input_point_from(const std::string& linear,
                              std::initializer_list<std::pair<const char*, const char*>> table) {
   for (const auto& [suffix, input] : table) {
     const std::string s = suffix;
-    if (linear.size() >= s.size() && linear.compare(linear.size() - s.size(), s.size(), s) == 0)
+    if (linear.ends_with(s))
       return linear.substr(0, linear.size() - s.size()) + input;
   }
   return "";

@@ -46,7 +46,7 @@ void add_eval(CLI::App& app) {
     options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
     options.keep_float = [keep = a->keep_float](const std::string& name) {
       return std::any_of(keep.begin(), keep.end(), [&](const std::string& suffix) {
-        return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+        return name.ends_with(suffix);
       });
     };
     if (!a->native_half.empty()) {

@@ -11,7 +11,7 @@ namespace outeffhop::data {
 
 void SentencePieceBpe::train(const std::string& text_path, const std::string& model_path, int64_t vocab_size) {
   const std::string suffix = ".model";
-  if (model_path.size() <= suffix.size() || model_path.compare(model_path.size() - suffix.size(), suffix.size(), suffix))
+  if (model_path.size() <= suffix.size() || !model_path.ends_with(suffix))
     throw std::runtime_error("sentencepiece: the model path must end in .model, got " + model_path);
   const auto prefix = model_path.substr(0, model_path.size() - suffix.size());
   // Byte fallback keeps every input encodable; the input sample bounds the training time on large corpora.

@@ -142,8 +142,7 @@ json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points,
   static const std::string suffix = ".attn_probs";
   analysis::AttentionUse use;
   points->add_observer([&](const std::string& name, const at::Tensor& x) {
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-      use.add(name.substr(0, name.size() - suffix.size()), x);
+    if (name.ends_with(suffix)) use.add(name.substr(0, name.size() - suffix.size()), x);
   });
   points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
   {

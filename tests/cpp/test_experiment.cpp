@@ -585,7 +585,7 @@ TEST(Runner, AttentionUseIsTheRowMassOfEachLayersProbabilities) {
     std::map<std::string, std::vector<double>> expected;  // per layer: each row's mass from its scores
     points->add_observer([&](const std::string& name, const at::Tensor& x) {
       const std::string suffix = ".attn_scores";
-      if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) return;
+      if (!name.ends_with(suffix)) return;
       const auto e = x.to(at::kDouble).exp().sum(-1).reshape(-1);
       const auto mass = variant == "softmax" ? at::ones_like(e) : e / (1 + e);
       auto& rows = expected[name.substr(0, name.size() - suffix.size())];
