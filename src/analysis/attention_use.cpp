@@ -10,13 +10,25 @@ void AttentionUse::add(const std::string& point, const at::Tensor& probabilities
               "' must be ... x T_q x T_k with T_k >= 1, got shape ", probabilities.sizes());
   const auto p = probabilities.detach().to(at::kDouble).reshape({-1, probabilities.size(-1)});
   const auto mass = p.sum(-1);
-  auto [it, fresh] = sums_.try_emplace(point);
-  if (fresh) order_.push_back(point);
-  auto& s = it->second;
+  auto& s = sums(point);
   s.rows += p.size(0);
   s.low_rows += (mass < 0.5).sum().item<int64_t>();
   s.mass += mass.sum().item<double>();
   s.first_key += p.select(1, 0).sum().item<double>();
+}
+
+void AttentionUse::add_gates(const std::string& point, const at::Tensor& gates) {
+  const auto g = gates.detach().to(at::kDouble);
+  auto& s = sums(point);
+  s.gates += g.numel();
+  s.low_gates += (g < 0.5).sum().item<int64_t>();
+  s.gate += g.sum().item<double>();
+}
+
+AttentionUse::Sums& AttentionUse::sums(const std::string& point) {
+  auto [it, fresh] = sums_.try_emplace(point);
+  if (fresh) order_.push_back(point);
+  return it->second;
 }
 
 std::vector<AttentionUsePoint> AttentionUse::points() const {
@@ -24,7 +36,9 @@ std::vector<AttentionUsePoint> AttentionUse::points() const {
   for (const auto& name : order_) {
     const auto& s = sums_.at(name);
     const double rows = s.rows > 0 ? static_cast<double>(s.rows) : 1.0;
-    out.push_back({name, s.rows, s.mass / rows, s.low_rows / rows, s.first_key / rows});
+    const double gates = s.gates > 0 ? static_cast<double>(s.gates) : 1.0;
+    out.push_back({name, s.rows, s.mass / rows, s.low_rows / rows, s.first_key / rows, s.gates, s.gate / gates,
+                   s.low_gates / gates});
   }
   return out;
 }

@@ -19,7 +19,7 @@ OutlierRows opt_outlier_rows(const std::string& point) {
 }
 
 OutlierRows vit_outlier_rows(const std::string& point) {
-  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs|attention_residual))");
+  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs|attn_gates|attention_residual))");
   if (point.rfind("vit.", 0) != 0 || std::regex_match(point, not_module)) return OutlierRows::kSkip;
   return OutlierRows::kPerSample;
 }
@@ -30,7 +30,7 @@ OutlierRows bert_outlier_rows(const std::string& point) {
 }
 
 OutlierRows stanhop_outlier_rows(const std::string& point) {
-  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs))");
+  static const std::regex not_module(R"(.*\.(attn_scores|attn_probs|attn_gates))");
   return std::regex_match(point, not_module) ? OutlierRows::kSkip : OutlierRows::kPerSample;
 }
 

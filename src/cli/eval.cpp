@@ -92,11 +92,17 @@ void add_eval(CLI::App& app) {
                   p.contains("token") ? std::to_string(p["token"].get<long long>()).c_str() : "-",
                   p["usual_position"].get<long long>(), 100 * p["usual_share"].get<double>());
     std::printf(
-        "attention given (row sums of the attention probabilities; softmax: 1):\n| attention | mean row mass | rows "
-        "below 0.5 %% | mean mass on the first key |\n|---|---|---|---|\n");
-    for (const auto& a : result["attention"])
-      std::printf("| %s | %.4f | %.2f | %.4f |\n", a["point"].get<std::string>().c_str(), a["mean_mass"].get<double>(),
+        "attention given (row sums of the attention probabilities; softmax: 1; gated attention: its gates too):\n"
+        "| attention | mean row mass | rows below 0.5 %% | mean mass on the first key | mean gate | gates below 0.5 %% "
+        "|\n|---|---|---|---|---|---|\n");
+    for (const auto& a : result["attention"]) {
+      std::printf("| %s | %.4f | %.2f | %.4f |", a["point"].get<std::string>().c_str(), a["mean_mass"].get<double>(),
                   100 * a["low_mass_share"].get<double>(), a["first_key_mass"].get<double>());
+      if (a.contains("mean_gate"))
+        std::printf(" %.4f | %.2f |\n", a["mean_gate"].get<double>(), 100 * a["low_gate_share"].get<double>());
+      else
+        std::printf(" - | - |\n");
+    }
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
                   result["fp32_parameter_bytes"].get<double>() / 1e6,

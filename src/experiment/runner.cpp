@@ -137,12 +137,14 @@ json outlier_json(const analysis::OutlierStats& stats) {
 }
 
 // Attention mass per attention layer on the evaluation batches. The fused kernels never form the probabilities, so
-// this FP32 pass runs the eager attention (an identity transform) with an observer on the `attn_probs` points.
+// this FP32 pass runs the eager attention (an identity transform) with an observer on the `attn_probs` points (and
+// the `attn_gates` of gated attention).
 json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points, const std::vector<Batch>& batches) {
-  static const std::string suffix = ".attn_probs";
+  static const std::string probs = ".attn_probs", gates = ".attn_gates";
   analysis::AttentionUse use;
   points->add_observer([&](const std::string& name, const at::Tensor& x) {
-    if (name.ends_with(suffix)) use.add(name.substr(0, name.size() - suffix.size()), x);
+    if (name.ends_with(probs)) use.add(name.substr(0, name.size() - probs.size()), x);
+    if (name.ends_with(gates)) use.add_gates(name.substr(0, name.size() - gates.size()), x);
   });
   points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
   {
@@ -153,12 +155,15 @@ json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points,
   points->set_transform(nullptr);
   points->clear_observers();
   json out = json::array();
-  for (const auto& a : use.points())
-    out.push_back({{"point", a.point},
-                   {"rows", a.rows},
-                   {"mean_mass", a.mean_mass},
-                   {"low_mass_share", a.low_mass_share},
-                   {"first_key_mass", a.first_key_mass}});
+  for (const auto& a : use.points()) {
+    json j = {{"point", a.point},
+              {"rows", a.rows},
+              {"mean_mass", a.mean_mass},
+              {"low_mass_share", a.low_mass_share},
+              {"first_key_mass", a.first_key_mass}};
+    if (a.gates > 0) j.update({{"mean_gate", a.mean_gate}, {"low_gate_share", a.low_gate_share}});
+    out.push_back(j);
+  }
   return out;
 }
 

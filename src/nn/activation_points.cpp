@@ -28,11 +28,14 @@ at::Tensor ActivationPoints::linear(const std::string& name, const at::Tensor& x
   return compute(x);
 }
 
+void ActivationPoints::observe(const std::string& name, const at::Tensor& x) const {
+  if (observers_.empty()) return;
+  const auto seen = x.detach();
+  for (const auto& observer : observers_) observer(name, seen);
+}
+
 at::Tensor ActivationPoints::pass(const std::string& name, const at::Tensor& x) const {
-  if (!observers_.empty()) {
-    const auto seen = x.detach();
-    for (const auto& observe : observers_) observe(name, seen);
-  }
+  observe(name, x);
   return transform_ ? transform_(name, x) : x;
 }
 

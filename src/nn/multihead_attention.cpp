@@ -135,7 +135,9 @@ at::Tensor MultiheadAttentionImpl::gate(const at::Tensor& query, const at::Tenso
   std::vector<at::Tensor> gates;
   for (int64_t h = 0; h < options_.num_heads; ++h)
     gates.push_back(at::sigmoid(gates_[h].forward(x.select(2, h))));  // B x T x 1
-  return heads_out * at::stack(gates, 1);  // B x H x T x 1
+  const auto g = at::stack(gates, 1);  // B x H x T x 1
+  points_.observe("attn_gates", g);
+  return heads_out * g;
 }
 
 at::Tensor MultiheadAttentionImpl::forward(const at::Tensor& query, const at::Tensor& key_value,

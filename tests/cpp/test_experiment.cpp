@@ -612,6 +612,36 @@ TEST(Runner, AttentionUseIsTheRowMassOfEachLayersProbabilities) {
   }
 }
 
+// With every gate weight 0 and every gate bias b, each gate is sigmoid(b) exactly (for the MLP gate too: its hidden
+// units are relu(b)); the gates are reported per layer and stay out of the outlier statistics.
+TEST(Runner, AttentionUseReportsTheGatesOfGatedAttention) {
+  ToyTask task;
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32", "w8a8"};
+  for (const std::string variant : {"gated(linear)", "gated_softmax1(mlp)"}) {
+    auto model = task.build(variant);
+    for (const double bias : {-3.0, 2.0}) {
+      {
+        torch::NoGradGuard no_grad;
+        for (auto& item : model.module->named_parameters())
+          if (item.key().find(".alpha.") != std::string::npos)
+            item.value().fill_(item.key().ends_with(".bias") ? bias : 0.0);
+      }
+      const auto result = experiment::evaluate_model(task, model, evaluate);
+      ASSERT_EQ(result["attention"].size(), 1u) << variant;  // toy_vit: one layer
+      for (const auto& a : result["attention"]) {
+        EXPECT_NEAR(a["mean_gate"].get<double>(), 1 / (1 + std::exp(-bias)), 1e-6) << variant << " " << a["point"];
+        EXPECT_EQ(a["low_gate_share"].get<double>(), bias < 0 ? 1.0 : 0.0);
+      }
+      for (const auto& m : result["outliers"]["modules"])
+        EXPECT_EQ(m["module"].get<std::string>().find("attn_gates"), std::string::npos);
+    }
+  }
+  auto softmax = task.build("softmax");
+  const auto plain = experiment::evaluate_model(task, softmax, evaluate);
+  for (const auto& a : plain["attention"]) EXPECT_FALSE(a.contains("mean_gate"));
+}
+
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
   const auto dir = fresh_dir("early-stop");
   ToyForecastTask task(1, 2);

@@ -154,6 +154,26 @@ TEST(AttentionUse, RowMassLowRowsAndFirstKeyByHand) {
   EXPECT_EQ(p[1].rows, 6);
   EXPECT_EQ(p[1].mean_mass, 0.0);
   EXPECT_EQ(p[1].low_mass_share, 1.0);
+  EXPECT_EQ(p[0].gates, 0);  // not gated
+}
+
+TEST(AttentionUse, GatesMeanAndLowShareByHand) {
+  analysis::AttentionUse use;
+  use.add("layer.0", at::full({1, 2, 3, 3}, 1.0 / 3, at::kDouble));  // 6 softmax rows
+  use.add_gates("layer.0", at::tensor({0.1, 0.9, 0.4, 0.5}).view({1, 2, 2, 1}));  // B x H x T x 1
+  use.add_gates("layer.0", at::tensor({1.0f, 0.0f}).view({1, 2, 1, 1}));
+  use.add_gates("gates.only", at::tensor({0.25}));
+  const auto p = use.points();
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].rows, 6);
+  EXPECT_NEAR(p[0].mean_mass, 1.0, 1e-12);
+  EXPECT_EQ(p[0].gates, 6);
+  EXPECT_NEAR(p[0].mean_gate, (0.1 + 0.9 + 0.4 + 0.5 + 1.0 + 0.0) / 6, 1e-12);
+  EXPECT_NEAR(p[0].low_gate_share, 3.0 / 6, 1e-12);  // 0.1, 0.4 and 0; 0.5 is not below one half
+  EXPECT_EQ(p[1].point, "gates.only");
+  EXPECT_EQ(p[1].rows, 0);
+  EXPECT_EQ(p[1].gates, 1);
+  EXPECT_EQ(p[1].low_gate_share, 1.0);
 }
 
 TEST(RangeEstimator, MethodsByHandAndDeterministic) {

@@ -28,6 +28,8 @@ class ActivationPoints {
 
   // Observers see x (detached), then the transform (if any) gives the value passed on.
   at::Tensor pass(const std::string& name, const at::Tensor& x) const;
+  // Observers only: for a value that no transform may replace (attention gates, which W8A8 leaves in float).
+  void observe(const std::string& name, const at::Tensor& x) const;
   // The named Linear's output: the override's, or compute(x) when there is none or it declines.
   at::Tensor linear(const std::string& name, const at::Tensor& x,
                     const std::function<at::Tensor(const at::Tensor&)>& compute) const;
@@ -50,6 +52,9 @@ struct PointsHandle {
     if (!points) return x;
     if (!point.empty()) return points->pass(prefix + point, x);
     return points->pass(prefix.empty() || prefix.back() != '.' ? prefix : prefix.substr(0, prefix.size() - 1), x);
+  }
+  void observe(const std::string& point, const at::Tensor& x) const {
+    if (points) points->observe(prefix + point, x);
   }
   bool transforming() const { return points && points->has_transform(); }
   // A Linear layer named `point` (a module of this one) applied to x, then passed through its point.

@@ -51,7 +51,7 @@ class MultiheadAttentionImpl : public torch::nn::Module {
   // Activation points, named prefix + q_proj / k_proj / v_proj / attn_scores / attn_probs / context / out_proj (the
   // projections by their names in `options().names`; attn_scores are the scaled scores before the mask). With a
   // transform attached the scores and probabilities are materialised and pass their points (the fused kernels never
-  // expose them).
+  // expose them). Gated attention's gates (B x H x T x 1, in (0, 1)) are observed as attn_gates, never transformed.
   void set_activation_points(ActivationPointsPtr points, std::string prefix);
 
  private:
