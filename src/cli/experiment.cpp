@@ -182,6 +182,9 @@ void run(const ExperimentArgs& a) {
   std::vector<std::vector<json>> forecast_results;
   std::vector<std::string> forecast_variants;  // the first forecasting task's
   bool same_forecast_variants = true;
+  std::vector<std::string> finished_labels;  // every task with results, for the outlier summary
+  std::vector<std::vector<json>> finished_results;
+  std::vector<std::vector<std::string>> finished_variants;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const auto& task = tasks[i];
     std::vector<json> results;
@@ -228,6 +231,8 @@ void run(const ExperimentArgs& a) {
       continue;
     }
     const auto& variants = config.tasks[i].variants;
+    finished_labels.push_back(task->label()), finished_results.push_back(results);
+    finished_variants.push_back(variants);
     if (task->regression()) {
       if (forecast_labels.empty()) forecast_variants = variants;
       same_forecast_variants = same_forecast_variants && variants == forecast_variants;
@@ -276,10 +281,18 @@ void run(const ExperimentArgs& a) {
     std::fprintf(stderr, "%s: %s/{%s}%s\n", task->label().c_str(), task_dir.c_str(), files.c_str(),
                  plotted ? "" : ("; plotting with " + plot_python() + " failed (see above)").c_str());
   }
+  // Summaries after the title: the forecasts side by side (several forecasting tasks), then every task's outliers.
+  std::string summaries;
   if (forecast_labels.size() > 1 && same_forecast_variants)
-    tables.insert(tables.find('\n') + 1,
-                  "\n## All tasks: FP32 test MSE and MAE (mean ± std over seeds; bold: the lowest of a row)\n\n" +
-                      experiment::forecast_summary_table(forecast_labels, forecast_results, forecast_variants));
+    summaries += "\n## All tasks: FP32 test MSE and MAE (mean ± std over seeds; bold: the lowest of a row)\n\n" +
+                 experiment::forecast_summary_table(forecast_labels, forecast_results, forecast_variants);
+  if (finished_labels.size() > 1)
+    if (const auto outliers = experiment::outlier_summary_tables(finished_labels, finished_results, finished_variants);
+        !outliers.empty())
+      summaries += "\n## All tasks: outliers against each task's baseline, seed by seed (Δ: mean ± std of the "
+                   "differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
+                   outliers;
+  tables.insert(tables.find('\n') + 1, summaries);
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;
   std::fprintf(stderr, "wrote %s/table.md\n", dir.c_str());

@@ -61,6 +61,25 @@ std::string forecast_table(const std::vector<json>& results, const std::vector<s
   return md.str();
 }
 
+// The differences variant − baseline of `of` over the seeds both have.
+std::vector<double> paired_differences(const std::vector<json>& results, const std::string& variant,
+                                       const std::string& baseline, double (*of)(const json&)) {
+  std::vector<double> diff;
+  for (const auto& r : results)
+    if (r["variant"] == variant)
+      for (const auto& base : results)
+        if (base["variant"] == baseline && base["seed"] == r["seed"]) diff.push_back(of(r) - of(base));
+  return diff;
+}
+
+std::string lower_count(const std::vector<double>& diff) {
+  return std::to_string(std::count_if(diff.begin(), diff.end(), [](double x) { return x < 0; })) + "/" +
+         std::to_string(diff.size());
+}
+
+double max_inf_norm(const json& r) { return r["outliers"]["max_inf_norm"].get<double>(); }
+double avg_kurtosis(const json& r) { return r["outliers"]["avg_kurtosis"].get<double>(); }
+
 }  // namespace
 
 std::string results_table(const Task& task, const std::vector<json>& results,
@@ -126,24 +145,16 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   const std::vector<Measure> measures = {
       {"FP32 " + metric, digits, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
       {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }},
-      {"avg kurtosis", 3, [](const json& r) { return r["outliers"]["avg_kurtosis"].get<double>(); }},
-      {"max inf-norm", 3, [](const json& r) { return r["outliers"]["max_inf_norm"].get<double>(); }}};
-  auto run_of = [&](const std::string& variant, const json& seed) -> const json* {
-    for (const auto& r : results)
-      if (r["variant"] == variant && r["seed"] == seed) return &r;
-    return nullptr;
-  };
+      {"avg kurtosis", 3, avg_kurtosis},
+      {"max inf-norm", 3, max_inf_norm}};
   std::ostringstream rows;
   for (size_t i = 1; i < variants.size(); ++i) {
-    std::vector<std::vector<double>> diff(measures.size());
-    for (const auto& r : results)
-      if (const json* base = r["variant"] == variants[i] ? run_of(variants[0], r["seed"]) : nullptr)
-        for (size_t k = 0; k < measures.size(); ++k) diff[k].push_back(measures[k].of(r) - measures[k].of(*base));
+    std::vector<std::vector<double>> diff;
+    for (const auto& m : measures) diff.push_back(paired_differences(results, variants[i], variants[0], m.of));
     if (diff[0].empty()) continue;
     rows << "| " << variants[i];
     for (size_t k = 0; k < measures.size(); ++k) rows << " | " << mean_std_cell(diff[k], measures[k].digits, true);
-    for (const auto& d : diff)
-      rows << " | " << std::count_if(d.begin(), d.end(), [](double x) { return x < 0; }) << "/" << d.size();
+    for (const auto& d : diff) rows << " | " << lower_count(d);
     rows << " |\n";
   }
   if (rows.str().empty()) return "";
@@ -196,6 +207,49 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks, const 
     md << " |\n";
   }
   return any ? md.str() : "";
+}
+
+std::string outlier_summary_tables(const std::vector<std::string>& tasks,
+                                   const std::vector<std::vector<json>>& results,
+                                   const std::vector<std::vector<std::string>>& variants) {
+  // The columns: each task's variants after its baseline by family, in the order first seen.
+  auto family = [](const std::string& v) { return v.substr(0, v.find('(')); };
+  std::vector<std::vector<std::string>> keys(tasks.size());  // per task, each variant's column
+  std::vector<std::string> columns;
+  for (size_t t = 0; t < tasks.size(); ++t)
+    for (size_t i = 0; i < variants[t].size(); ++i) {
+      auto key = family(variants[t][i]);
+      if (std::find(keys[t].begin(), keys[t].end(), key) != keys[t].end()) key = variants[t][i];
+      keys[t].push_back(key);
+      if (i > 0 && std::find(columns.begin(), columns.end(), key) == columns.end()) columns.push_back(key);
+    }
+  std::string tables;
+  using Measure = std::pair<const char*, double (*)(const json&)>;
+  for (const auto& [name, of] : {Measure{"max inf-norm", max_inf_norm}, Measure{"avg kurtosis", avg_kurtosis}}) {
+    std::ostringstream rows;
+    for (size_t t = 0; t < tasks.size(); ++t) {
+      std::vector<std::string> cells(columns.size(), "–");
+      bool any = false;
+      for (size_t i = 1; i < variants[t].size(); ++i) {
+        const auto diff = paired_differences(results[t], variants[t][i], variants[t][0], of);
+        if (diff.empty()) continue;
+        const auto column = std::find(columns.begin(), columns.end(), keys[t][i]) - columns.begin();
+        cells[column] = mean_std_cell(diff, 2, true) + " (" + lower_count(diff) + ")";
+        any = true;
+      }
+      if (!any) continue;
+      rows << "| " << tasks[t] << " | " << variants[t][0];
+      for (const auto& c : cells) rows << " | " << c;
+      rows << " |\n";
+    }
+    if (rows.str().empty()) continue;
+    tables += std::string(tables.empty() ? "" : "\n") + "Δ " + name + ", variant − baseline:\n\n| task | baseline";
+    for (const auto& c : columns) tables += " | " + c;
+    tables += " |\n|---|---|";
+    for (size_t k = 0; k < columns.size(); ++k) tables += "---|";
+    tables += "\n" + rows.str();
+  }
+  return tables;
 }
 
 }  // namespace outeffhop::experiment

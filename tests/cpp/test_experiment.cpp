@@ -517,6 +517,38 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
   EXPECT_EQ(experiment::paired_table(results, {"softmax"}, "MSE"), "");
 }
 
+// Two tasks whose clipped variants differ in γ share the "clipped" column; a second variant of one family gets its own
+// column; cells are hand-worked paired differences with the count of seeds where the variant is lower.
+TEST(Runner, OutlierSummaryPairsEachTaskWithItsBaseline) {
+  auto result = [](const std::string& variant, int64_t seed, double inf_norm, double kurtosis) {
+    return json{{"variant", variant},
+                {"seed", seed},
+                {"outliers", {{"avg_kurtosis", kurtosis}, {"max_inf_norm", inf_norm}}}};
+  };
+  const std::vector<std::vector<json>> results = {
+      {result("softmax", 0, 10, 5), result("softmax", 1, 12, 5), result("clipped(-1e-5,1)", 0, 9, 6),
+       result("clipped(-1e-5,1)", 1, 13, 4), result("softmax1", 0, 8, 5)},
+      {result("softmax", 0, 4, 3), result("clipped(-0.1,1)", 0, 3.5, 3.25), result("clipped(-0.2,1)", 0, 5, 2)},
+      {result("softmax", 0, 4, 3)}};  // a baseline alone: no row
+  const auto tables = experiment::outlier_summary_tables(
+      {"vit", "opt", "bert"}, results,
+      {{"softmax", "clipped(-1e-5,1)", "softmax1"}, {"softmax", "clipped(-0.1,1)", "clipped(-0.2,1)"}, {"softmax"}});
+  // vit clipped: -1 and +1 (mean 0, population std 1, lower in 1 of 2); kurtosis +1 and -1.
+  EXPECT_NE(tables.find("Δ max inf-norm, variant − baseline:\n\n| task | baseline | clipped | softmax1 | "
+                        "clipped(-0.2,1) |\n|---|---|---|---|---|\n"
+                        "| vit | softmax | +0.00 ± 1.00 (1/2) | -2.00 (1/1) | – |\n"
+                        "| opt | softmax | -0.50 (1/1) | – | +1.00 (0/1) |\n"),
+            std::string::npos)
+      << tables;
+  EXPECT_NE(tables.find("| vit | softmax | +0.00 ± 1.00 (1/2) | +0.00 (0/1) | – |\n"
+                        "| opt | softmax | +0.25 (0/1) | – | -1.00 (1/1) |\n"),
+            std::string::npos)
+      << tables;
+  EXPECT_LT(tables.find("Δ max inf-norm"), tables.find("Δ avg kurtosis")) << tables;
+  EXPECT_EQ(tables.find("| bert"), std::string::npos) << tables;
+  EXPECT_EQ(experiment::outlier_summary_tables({"bert"}, {results[2]}, {{"softmax"}}), "");
+}
+
 TEST(Runner, ForecastSummaryPutsTasksSideBySide) {
   auto result = [](const std::string& variant, int64_t seed, double mse, double mae) {
     return json{{"variant", variant}, {"seed", seed}, {"fp32", {{"mse", mse}, {"mae", mae}}}};

@@ -107,6 +107,15 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<nlohmann::json>>& results,
                                    const std::vector<std::string>& variants);
 
+// Several tasks' outlier measures side by side: for max inf-norm and for avg kurtosis a table with a row per task and
+// a column per variant family (the name before "(", so clipped(-1e-5,1) and clipped(-0.09375,1) share one), each cell
+// the variant minus the task's first variant (its baseline) seed by seed, as paired_table: mean ± std and in how
+// many seeds the variant is lower. A task's second variant of one family gets a column under its full name. Empty
+// when no task has a pair.
+std::string outlier_summary_tables(const std::vector<std::string>& tasks,
+                                   const std::vector<std::vector<nlohmann::json>>& results,
+                                   const std::vector<std::vector<std::string>>& variants);
+
 // A results archive: each finished run's result.json, tracking.jsonl and validation.jsonl (text, tens of KB) under
 // ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not
 // last add up across them. archive_run copies a finished run there (atomically, file by file); archived_result reads
