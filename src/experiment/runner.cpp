@@ -115,7 +115,7 @@ json point_errors(TaskModel& model, const nn::ActivationPointsPtr& points, const
   json errors = json::array();
   for (const auto& [name, x] : point_values(model, points, input)) {
     const auto r = ref.find(name);
-    if (r == ref.end()) continue;  // points only the quantized (eager) attention reaches
+    if (r == ref.end()) continue;
     const double norm = r->second.norm().item<double>();
     errors.push_back(
         {{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}});
@@ -626,7 +626,11 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
   json result;
   const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
+  // The FP32 reference with the eager attention (an identity transform), so that it has the attention scores and
+  // probabilities that W8A8 quantizes too.
+  points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
   const auto fp32_points = point_values(model, points, probe);
+  points->set_transform(nullptr);
   analysis::OutlierStats stats;
   points->add_observer(
       analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));

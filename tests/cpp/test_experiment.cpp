@@ -6,7 +6,9 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -672,6 +674,36 @@ TEST(Runner, AttentionUseReportsTheGatesOfGatedAttention) {
   auto softmax = task.build("softmax");
   const auto plain = experiment::evaluate_model(task, softmax, evaluate);
   for (const auto& a : plain["attention"]) EXPECT_FALSE(a.contains("mean_gate"));
+}
+
+// W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager
+// attention), in forward order, each finite and moved by the quantization.
+TEST(Runner, W8A8PointErrorsIncludeTheAttentionScoresAndProbabilities) {
+  ToyTask task;
+  auto model = task.build("softmax1");
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32", "w8a8"};
+  const auto errors = experiment::evaluate_model(task, model, evaluate)["w8a8_point_errors"];
+  std::vector<std::string> names;
+  for (const auto& e : errors) {
+    names.push_back(e["point"].get<std::string>());
+    const double error = e["relative_error"].get<double>();
+    EXPECT_TRUE(std::isfinite(error)) << names.back();
+    EXPECT_GE(error, 0.0) << names.back();
+  }
+  auto index = [&](const std::string& suffix) {
+    const auto it = std::find_if(names.begin(), names.end(), [&](const auto& n) { return n.ends_with(suffix); });
+    return it == names.end() ? -1 : static_cast<int>(it - names.begin());
+  };
+  const int q = index(".q_proj"), scores = index(".attn_scores"), probs = index(".attn_probs"),
+            context = index(".context");
+  ASSERT_GE(scores, 0);
+  ASSERT_GE(probs, 0);
+  EXPECT_LT(q, scores);
+  EXPECT_LT(scores, probs);
+  EXPECT_LT(probs, context);
+  EXPECT_GT(errors[scores]["relative_error"].get<double>(), 1e-4);
+  EXPECT_GT(errors[probs]["relative_error"].get<double>(), 1e-4);
 }
 
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
