@@ -686,6 +686,13 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
   }
   const auto ranges = sim.ranges();
+  if (result.contains("w8a8_point_errors")) {  // each quantized point's calibrated range beside its error
+    const std::map<std::string, std::pair<double, double>> by_name(ranges.begin(), ranges.end());
+    for (auto& e : result["w8a8_point_errors"]) {
+      const auto r = by_name.find(e["point"].get<std::string>());
+      if (r != by_name.end()) e["range"] = {r->second.first, r->second.second};
+    }
+  }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
   // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.
   for (const auto& [name, range] : ranges)

@@ -677,7 +677,7 @@ TEST(Runner, AttentionUseReportsTheGatesOfGatedAttention) {
 }
 
 // W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager
-// attention), in forward order, each finite and moved by the quantization.
+// attention), in forward order, each finite and moved by the quantization, with the range W8A8 froze for it.
 TEST(Runner, W8A8PointErrorsIncludeTheAttentionScoresAndProbabilities) {
   ToyTask task;
   auto model = task.build("softmax1");
@@ -704,6 +704,19 @@ TEST(Runner, W8A8PointErrorsIncludeTheAttentionScoresAndProbabilities) {
   EXPECT_LT(probs, context);
   EXPECT_GT(errors[scores]["relative_error"].get<double>(), 1e-4);
   EXPECT_GT(errors[probs]["relative_error"].get<double>(), 1e-4);
+  // Each quantized point carries its calibrated range (the grid extends it to hold 0); probabilities' within [0, 1].
+  for (const auto& e : errors) {
+    ASSERT_TRUE(e.contains("range")) << e["point"];
+    EXPECT_LT(e["range"][0].get<double>(), e["range"][1].get<double>()) << e["point"];
+  }
+  EXPECT_GE(errors[probs]["range"][0].get<double>(), 0.0);
+  EXPECT_LE(errors[probs]["range"][1].get<double>(), 1.0);
+  // A point left in float has no range.
+  evaluate.keep_float = [](const std::string& name) { return name.ends_with(".attn_probs"); };
+  const auto kept = experiment::evaluate_model(task, model, evaluate)["w8a8_point_errors"];
+  ASSERT_EQ(kept.size(), errors.size());
+  EXPECT_FALSE(kept[probs].contains("range"));
+  EXPECT_TRUE(kept[scores].contains("range"));
 }
 
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
