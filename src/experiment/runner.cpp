@@ -94,6 +94,12 @@ json evaluate(const Task& task, TaskModel& model, const std::vector<Batch>& batc
   return e;
 }
 
+// An identity transform on the points makes every attention take its eager path and materialise its scores and
+// probabilities (the fused kernels form neither).
+void use_eager_attention(nn::ActivationPoints& points) {
+  points.set_transform([](const std::string&, const at::Tensor& x) { return x; });
+}
+
 // Every activation point's value on one input, in the order reached.
 std::vector<std::pair<std::string, at::Tensor>> point_values(TaskModel& model, const nn::ActivationPointsPtr& points,
                                                              const at::Tensor& input) {
@@ -108,17 +114,21 @@ std::vector<std::pair<std::string, at::Tensor>> point_values(TaskModel& model, c
   return values;
 }
 
-// ||x - x_ref|| / ||x_ref|| per point reached by both: where the reduced precision breaks.
+// ||x - x_ref|| / ||x_ref|| per point reached by both: where the reduced precision breaks; with each quantized
+// point's calibrated range, so that a large error can be told from a wide range.
 json point_errors(TaskModel& model, const nn::ActivationPointsPtr& points, const at::Tensor& input,
-                  const std::vector<std::pair<std::string, at::Tensor>>& reference) {
-  std::map<std::string, at::Tensor> ref(reference.begin(), reference.end());
+                  const std::vector<std::pair<std::string, at::Tensor>>& reference,
+                  const std::vector<std::pair<std::string, std::pair<double, double>>>& ranges) {
+  const std::map<std::string, at::Tensor> ref(reference.begin(), reference.end());
+  const std::map<std::string, std::pair<double, double>> range_of(ranges.begin(), ranges.end());
   json errors = json::array();
   for (const auto& [name, x] : point_values(model, points, input)) {
     const auto r = ref.find(name);
     if (r == ref.end()) continue;
     const double norm = r->second.norm().item<double>();
-    errors.push_back(
-        {{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}});
+    json e = {{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}};
+    if (const auto q = range_of.find(name); q != range_of.end()) e["range"] = {q->second.first, q->second.second};
+    errors.push_back(e);
   }
   return errors;
 }
@@ -146,7 +156,7 @@ json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points,
     if (name.ends_with(probs)) use.add(name.substr(0, name.size() - probs.size()), x);
     if (name.ends_with(gates)) use.add_gates(name.substr(0, name.size() - gates.size()), x);
   });
-  points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
+  use_eager_attention(*points);
   {
     torch::NoGradGuard no_grad;
     model.module->eval();
@@ -498,8 +508,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     model.module->to(device);
     EarlyStopping early(task, run_dir, first, to_device);
     early.resume(resumed_metadata, state_path);
-    // An identity transform on the points makes every attention materialise its probabilities: the eager composite.
-    if (options.eager_attention) points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
+    if (options.eager_attention) use_eager_attention(*points);
     const int64_t track_every = task.evaluation().track_every;
     const auto start = std::chrono::steady_clock::now();
     auto save_state = [&](int64_t step) {
@@ -626,9 +635,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
   json result;
   const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
-  // The FP32 reference with the eager attention (an identity transform), so that it has the attention scores and
-  // probabilities that W8A8 quantizes too.
-  points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
+  use_eager_attention(*points);  // the FP32 reference has the attention scores and probabilities W8A8 quantizes too
   const auto fp32_points = point_values(model, points, probe);
   points->set_transform(nullptr);
   analysis::OutlierStats stats;
@@ -679,19 +686,12 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
       model.logits(task.calibration_batch(i, gen).input);
   }
   sim.quantize();
+  const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
     result["w8a8"] = evaluate(task, model, batches, &reference);
     for (const auto& [name, extra] : task.extra_evaluations())
       result["extra"][name]["w8a8"] = evaluate(task, model, extra, &extra_reference[name]);
-    result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points);
-  }
-  const auto ranges = sim.ranges();
-  if (result.contains("w8a8_point_errors")) {  // each quantized point's calibrated range beside its error
-    const std::map<std::string, std::pair<double, double>> by_name(ranges.begin(), ranges.end());
-    for (auto& e : result["w8a8_point_errors"]) {
-      const auto r = by_name.find(e["point"].get<std::string>());
-      if (r != by_name.end()) e["range"] = {r->second.first, r->second.second};
-    }
+    result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points, ranges);
   }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
   // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.
