@@ -75,6 +75,9 @@ std::vector<std::string> split_sentences(const std::string& text);
 // A held-out split of a sequence of sentences in blocks of `block`: block k (sentences k*block ...) is held out when
 // floor((k + 1) f) > floor(k f), a fraction f of the blocks spread evenly. f = 0: none.
 bool in_held_out_block(size_t index, double fraction, size_t block = 100);
+// The same split of a 1-D token stream into chunks of `chunk` tokens (the last one may be shorter): {the training
+// chunks joined, the held-out chunks joined}, each in its original order; the held-out part is empty when f = 0.
+std::pair<at::Tensor, at::Tensor> split_held_out_chunks(const at::Tensor& tokens, int64_t chunk, double fraction);
 // Byte-level tokens: int64 ids 0..255, one per byte.
 at::Tensor byte_tokens(const std::string& text);
 

@@ -39,8 +39,9 @@ void add_eval(CLI::App& app) {
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
+    const auto task_config = experiment::saved_task_config(saved.config.at("task"));
     const auto task = experiment::make_task(
-        experiment::ConfigReader(saved.config.at("task"), a->checkpoint + " (config metadata)"), a->data_dir);
+        experiment::ConfigReader(task_config, a->checkpoint + " (config metadata)"), a->data_dir);
     experiment::EvaluateOptions options;
     options.precisions = a->precisions;
     options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
@@ -74,7 +75,7 @@ void add_eval(CLI::App& app) {
     };
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"})
       if (result.contains(p)) row(p, result[p]);
-    if (result.contains("extra"))  // further evaluation sets (BERT: the held-out books)
+    if (result.contains("extra"))  // further evaluation sets (lm, bert: the held-out books)
       for (const auto& [name, precisions] : result["extra"].items())
         for (const auto& [p, r] : precisions.items()) row(p + " on " + name, r);
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),

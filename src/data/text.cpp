@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "outeffhop/data.h"
 
@@ -96,6 +98,18 @@ bool in_held_out_block(size_t index, double fraction, size_t block) {
   TORCH_CHECK(block > 0 && fraction >= 0 && fraction <= 1, "held-out split: needs block > 0 and a fraction in [0, 1]");
   const auto k = static_cast<double>(index / block);
   return std::floor((k + 1) * fraction) > std::floor(k * fraction);
+}
+
+std::pair<at::Tensor, at::Tensor> split_held_out_chunks(const at::Tensor& tokens, int64_t chunk, double fraction) {
+  TORCH_CHECK(tokens.dim() == 1 && chunk > 0, "held-out split: needs a 1-D token stream and chunk > 0");
+  std::vector<at::Tensor> train, held;
+  for (int64_t c = 0; c * chunk < tokens.size(0); ++c)
+    (in_held_out_block(static_cast<size_t>(c), fraction, 1) ? held : train)
+        .push_back(tokens.slice(0, c * chunk, (c + 1) * chunk));
+  auto join = [&](const std::vector<at::Tensor>& parts) {
+    return parts.empty() ? tokens.slice(0, 0, 0) : at::cat(parts);
+  };
+  return {join(train), join(held)};
 }
 
 }  // namespace outeffhop::data

@@ -1,14 +1,18 @@
 // The "lm" task: an OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and evaluated on
 // WikiText-2 valid, on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a sentencepiece BPE trained on the books (cached
 // with the runs), each sequence optionally starting with a BOS token
-// as OPT prepends </s>.
+// as OPT prepends </s>. A fraction of the books (data.held_out, in chunks of 100 windows spread evenly over the books)
+// is kept out of training and evaluated too: an in-domain perplexity beside WikiText-2's.
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <tuple>
 
 #include "opt_task.h"
 #include "outeffhop/data.h"
@@ -20,6 +24,8 @@ namespace {
 
 constexpr int64_t kByteBos = 256;     // bytes: the beginning-of-sequence token after the 256 byte values
 constexpr int64_t kGpt2Bos = 50256;   // GPT-2 BPE: <|endoftext|>, which GPT-2 puts between documents
+constexpr const char* kHeldOutName = "books";
+constexpr int64_t kHeldOutChunkWindows = 100;
 
 // A sentencepiece BPE of vocab_size pieces trained on the books, cached as cache_dir/sentencepiece-bpe-N.model.
 std::string trained_sentencepiece(const std::string& books, int64_t vocab_size, const std::string& cache_dir) {
@@ -49,7 +55,9 @@ class LmTask : public OptTask {
     const auto sp_vocab = data.get<int64_t>("sentencepiece_vocab", 8000);
     const auto sp_given = data.get<std::string>("sentencepiece_model", "");
     const auto sp_expected = data.get<std::string>("sentencepiece_fingerprint", "");
+    const auto held_out = data.get("held_out", 0.02);
     data.finish();
+    if (!(held_out >= 0 && held_out <= 0.5)) data.fail("held_out", "must be a fraction in [0, 0.5]");
     if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
       data.fail("tokenizer", "must be bytes, gpt2 or sentencepiece");
     const bool gpt2 = tokenizer_ == "gpt2";
@@ -74,6 +82,8 @@ class LmTask : public OptTask {
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
     nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
+    // Absent when 0: the runs made before held_out existed trained on all the books, and their configs stay valid.
+    if (held_out > 0) data_json["held_out"] = held_out;
     if (sp) {  // the model by content; its path only when the config named one (a cached one's path varies)
       data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_fingerprint"] = sp_fingerprint;
       if (!sp_given.empty()) data_json["sentencepiece_model"] = sp_given;
@@ -94,9 +104,13 @@ class LmTask : public OptTask {
     } else if (sp) {
       tokens = [sp](const std::string& text) { return at::tensor(sp->encode(text), at::kLong); };
     }
-    train_tokens_ = tokens(book_text);
-    eval_ = consecutive_batches(tokens(data::read_text_file(valid)));
-    std::fprintf(stderr, "[lm] %lld training tokens\n", static_cast<long long>(train_tokens_.size(0)));
+    split_books(tokens(book_text), held_out);
+    eval_ = window_batches(tokens(data::read_text_file(valid)), "WikiText-2 valid");
+    const std::string held_note =
+        held_out > 0 ? "; " + std::to_string(extra_[kHeldOutName].size()) + " evaluation batches on the held-out books"
+                     : " (no held-out books: data.held_out is 0)";
+    std::fprintf(stderr, "[lm] %lld training tokens%s\n", static_cast<long long>(train_tokens_.size(0)),
+                 held_note.c_str());
   }
 
   std::string label() const override { return "opt-books"; }
@@ -116,7 +130,7 @@ class LmTask : public OptTask {
 
   Batch train_batch(at::Generator& gen) const override { return split(random_windows(gen)); }
   const std::vector<Batch>& eval_batches() const override { return eval_; }
-
+  const std::map<std::string, std::vector<Batch>>& extra_evaluations() const override { return extra_; }
 
  private:
   // Rows of seq + 1 tokens (seq model positions plus the last target): bytes, or a BOS token and seq bytes.
@@ -136,14 +150,33 @@ class LmTask : public OptTask {
     return with_bos(at::stack(rows));
   }
 
-  std::vector<Batch> consecutive_batches(const at::Tensor& tokens) const {
+  // Whole chunks of kHeldOutChunkWindows windows, a held_out fraction of them spread evenly, never trained on: every
+  // book contributes, and each held-out window lies inside one chunk. The tokenizer (a trained sentencepiece one
+  // included) has seen all the books; the model has not.
+  void split_books(const at::Tensor& tokens, double held_out) {
+    const int64_t chunk = kHeldOutChunkWindows * window();
+    at::Tensor held;
+    std::tie(train_tokens_, held) = data::split_held_out_chunks(tokens, chunk, held_out);
+    TORCH_CHECK(train_tokens_.size(0) > window(), "lm: the books give fewer than one training window of ", window(),
+                " tokens");
+    if (held_out > 0) {
+      TORCH_CHECK(held.size(0) > 0, "lm: data.held_out = ", held_out, " holds out no chunk of ", chunk,
+                  " tokens of the books; raise it");
+      extra_[kHeldOutName] = window_batches(held, "the held-out books", /*spread=*/true);
+    }
+  }
+
+  // Up to eval.batches batches of whole windows: the first ones, or (spread) windows at an even stride over all.
+  std::vector<Batch> window_batches(const at::Tensor& tokens, const std::string& what, bool spread = false) const {
     const int64_t available = tokens.size(0) / window();
-    TORCH_CHECK(available >= batch_, "lm: the evaluation text holds ", available, " windows of ", window(),
+    TORCH_CHECK(available >= batch_, "lm: ", what, " holds ", available, " windows of ", window(),
                 " tokens, fewer than one batch of ", batch_);
+    const int64_t count = std::min(evaluation_.batches, available / batch_);
+    const int64_t stride = spread ? available / (count * batch_) : 1;
+    const auto windows = tokens.slice(0, 0, available * window()).view({available, window()});
     std::vector<Batch> out;
-    for (int64_t b = 0; b < evaluation_.batches && (b + 1) * batch_ <= available; ++b)
-      out.push_back(split(
-          with_bos(tokens.slice(0, b * batch_ * window(), (b + 1) * batch_ * window()).view({batch_, window()}))));
+    for (int64_t b = 0; b < count; ++b)
+      out.push_back(split(with_bos(windows.slice(0, b * batch_ * stride, (b + 1) * batch_ * stride, stride))));
     return out;
   }
 
@@ -153,6 +186,7 @@ class LmTask : public OptTask {
   int64_t seq_ = 128, batch_ = 16;
   at::Tensor train_tokens_;
   std::vector<Batch> eval_;
+  std::map<std::string, std::vector<Batch>> extra_;  // "books": the held-out chunks
 };
 
 }  // namespace

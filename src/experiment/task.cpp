@@ -112,6 +112,12 @@ std::string task_label(ConfigReader config) {
   unknown_kind(config, kind);
 }
 
+nlohmann::json saved_task_config(nlohmann::json resolved) {
+  const auto kind = resolved.value("task", "");
+  if ((kind == "lm" || kind == "bert") && !resolved["data"].contains("held_out")) resolved["data"]["held_out"] = 0;
+  return resolved;
+}
+
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir) {
   const auto label = task_label(config);
   const auto kind = config.required<std::string>("task");

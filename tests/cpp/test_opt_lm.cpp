@@ -1,19 +1,23 @@
 // The OPT-style LM and what the outlier experiment runs on it: activation points (never change outputs), Hugging
 // Face parameter names, training lowers the loss, simulated W8A8 (calibrate, quantize, restore), the outlier-point
-// preset, schedules and decay groups, Gutenberg stripping.
+// preset, schedules and decay groups, Gutenberg stripping; the lm task's held-out books.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <cmath>
 #include <set>
 
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
 #include "outeffhop/data.h"
+#include "outeffhop/experiment/runner.h"
+#include "outeffhop/experiment/task.h"
 #include "outeffhop/models/opt.h"
 #include "outeffhop/outliers.h"
 #include "outeffhop/train.h"
+#include "test_util.h"
 
 namespace outeffhop {
 namespace {
@@ -257,6 +261,69 @@ TEST(Text, GutenbergStripping) {
   EXPECT_EQ(t[0].item<int64_t>(), 97);
   EXPECT_EQ(t[1].item<int64_t>(), 255);
   EXPECT_THROW(data::read_books("/nonexistent"), c10::Error);
+}
+
+TEST(Text, HeldOutChunksSplitATokenStreamIntoWholeChunksInOrder) {
+  // 105 chunks of 10 tokens (value = position), 10% held out: chunks 9, 19, ..., 99, whose values end in 9x.
+  const auto tokens = at::arange(1050, at::kLong);
+  const auto [train, held] = data::split_held_out_chunks(tokens, 10, 0.1);
+  const auto is_held = tokens.div(10, "floor").remainder(10).eq(9).logical_and(tokens.lt(1000));
+  EXPECT_TRUE(held.equal(tokens.masked_select(is_held)));
+  EXPECT_TRUE(train.equal(tokens.masked_select(is_held.logical_not())));
+  const auto [all, none] = data::split_held_out_chunks(tokens, 7, 0.0);  // 7 does not divide 1050 - 1: a short tail
+  EXPECT_TRUE(all.equal(tokens));
+  EXPECT_EQ(none.numel(), 0);
+  EXPECT_THROW(data::split_held_out_chunks(tokens.view({2, -1}), 10, 0.1), c10::Error);
+  EXPECT_THROW(data::split_held_out_chunks(tokens, 0, 0.1), c10::Error);
+}
+
+TEST(LmTask, HeldOutBooksAreASecondEvaluationAndSavedRunsKeepTheirSplit) {
+  const auto dir = testing::shared_data_dir();
+  if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
+  nlohmann::json config = {{"task", "lm"},
+                           {"data", {{"seq", 32}, {"held_out", 0.01}}},
+                           {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
+                           {"train", {{"batch", 4}}},
+                           {"eval", {{"batches", 2}, {"calibration_batches", 1}}}};
+  const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+  EXPECT_EQ(task->resolved()["data"]["held_out"], 0.01);
+  ASSERT_EQ(task->extra_evaluations().size(), 1u);
+  const auto& books = task->extra_evaluations().at("books");
+  ASSERT_EQ(books.size(), 2u);
+  EXPECT_EQ(books[0].input.sizes(), task->eval_batches()[0].input.sizes());
+  EXPECT_FALSE(books[0].input.equal(task->eval_batches()[0].input));
+  // Windows of 32 bytes (BOS + 31 inputs, 32 targets) at an even stride over all the held-out chunks of 100 windows.
+  const auto held = data::split_held_out_chunks(data::byte_tokens(data::read_books(dir + "/text/books")), 3200, 0.01)
+                        .second;
+  const auto windows = held.slice(0, 0, held.size(0) / 32 * 32).view({-1, 32});
+  const int64_t stride = windows.size(0) / 8;
+  ASSERT_GT(stride, 100);  // spread over many chunks, not the first few
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_TRUE(books[i / 4].target.view({4, 32})[i % 4].equal(windows[i * stride])) << "window " << i;
+  EXPECT_TRUE((books[0].input.select(1, 0) == 256).all().item<bool>());  // the byte BOS
+  at::manual_seed(0);
+  auto model = task->build("softmax1");
+  experiment::EvaluateOptions options;
+  options.time_int8 = false;
+  const auto result = experiment::evaluate_model(*task, model, options);
+  for (const char* p : {"fp32", "w8a8"}) {
+    const double ppl = result["extra"]["books"][p]["metric"];
+    EXPECT_TRUE(std::isfinite(ppl) && ppl > 1) << p << ": " << ppl;
+  }
+  EXPECT_NE(result["extra"]["books"]["fp32"]["loss"], result["fp32"]["loss"]);
+
+  // held_out 0: no second set, and the resolved config is the one from before held_out.
+  config["data"]["held_out"] = 0;
+  const auto all = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+  EXPECT_TRUE(all->extra_evaluations().empty());
+  EXPECT_FALSE(all->resolved()["data"].contains("held_out"));
+  // A saved run's config without held_out trained on all the books: rebuilt, it holds none out (the default would).
+  const auto rebuilt = experiment::make_task(
+      experiment::ConfigReader(experiment::saved_task_config(all->resolved()), "saved"), dir);
+  EXPECT_TRUE(rebuilt->extra_evaluations().empty());
+  EXPECT_EQ(rebuilt->resolved(), all->resolved());
+  config["data"]["held_out"] = 0.7;
+  EXPECT_THROW(experiment::make_task(experiment::ConfigReader(config, "test"), dir), std::runtime_error);
 }
 
 }  // namespace

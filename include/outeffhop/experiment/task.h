@@ -101,6 +101,11 @@ class Task {
 // it derives from the data (a trained sentencepiece model; empty: the system's temporary directory).
 std::unique_ptr<Task> make_task(ConfigReader config, const std::string& data_dir, const std::string& cache_dir = "");
 
+// A saved run's resolved task config, ready for make_task. A resolved config names data.held_out only when it is above
+// 0 (so that runs from before held_out existed keep theirs), so its absence means nothing was held out - not the
+// default of a config written by hand, which would evaluate the model on "held-out" text it trained on.
+nlohmann::json saved_task_config(nlohmann::json resolved);
+
 // The label of the task a config entry makes (Task::label(): "opt-books", "vit-cifar10", "stanhop-etth1-24", ...), from
 // the entry alone: no data is read, so `experiment --task` picks its tasks before loading any.
 std::string task_label(ConfigReader config);
