@@ -6,13 +6,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <set>
 
 #include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/data.h"
-#include "outeffhop/experiment/runner.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/bert.h"
 #include "outeffhop/tokenizers.h"
@@ -143,45 +141,6 @@ TEST(BertTask, HeldOutBlocksAreAnEvenlySpreadExactFraction) {
   EXPECT_FALSE(data::in_held_out_block(5000, 0.02));
   for (size_t i = 0; i < 10000; ++i) EXPECT_FALSE(data::in_held_out_block(i, 0.0));
   EXPECT_THROW(data::in_held_out_block(0, -0.1), c10::Error);
-}
-
-TEST(BertTask, HeldOutBooksAreASecondEvaluationInFp32AndW8a8) {
-  const auto dir = testing::shared_data_dir();
-  if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
-  nlohmann::json config = {{"task", "bert"},
-                           {"data", {{"seq", 32}, {"held_out", 0.01}}},
-                           {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
-                           {"train", {{"batch", 4}}},
-                           {"eval", {{"batches", 2}, {"calibration_batches", 1}}}};
-  const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
-  EXPECT_EQ(task->resolved()["data"]["held_out"], 0.01);
-  ASSERT_EQ(task->extra_evaluations().size(), 1u);
-  const auto& books = task->extra_evaluations().at("books");
-  ASSERT_EQ(books.size(), 2u);
-  EXPECT_FALSE(books[0].input.equal(task->eval_batches()[0].input));
-  at::manual_seed(0);
-  auto model = task->build("softmax1");
-  experiment::EvaluateOptions options;
-  options.time_int8 = false;
-  auto result = experiment::evaluate_model(*task, model, options);
-  for (const char* p : {"fp32", "w8a8"}) {
-    const double ppl = result["extra"]["books"][p]["metric"];
-    EXPECT_TRUE(std::isfinite(ppl) && ppl > 1) << p << ": " << ppl;
-  }
-  EXPECT_GE(result["extra"]["books"]["w8a8"]["kl"].get<double>(), 0.0);
-  // Untrained, the model scores both sets near uniform over the vocabulary, yet not identically.
-  EXPECT_NE(result["extra"]["books"]["fp32"]["loss"], result["fp32"]["loss"]);
-  result["variant"] = "softmax1";
-  const auto table = experiment::results_table(*task, {result}, {"softmax1"});
-  EXPECT_NE(table.find("| FP32 books MLM ppl | W8A8 books MLM ppl |"), std::string::npos) << table;
-
-  // held_out 0: every sentence trains, no second set, and the resolved config is the one from before held_out.
-  config["data"]["held_out"] = 0;
-  const auto all = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
-  EXPECT_TRUE(all->extra_evaluations().empty());
-  EXPECT_FALSE(all->resolved()["data"].contains("held_out"));
-  config["data"]["held_out"] = 0.7;
-  EXPECT_THROW(experiment::make_task(experiment::ConfigReader(config, "test"), dir), std::runtime_error);
 }
 
 }  // namespace

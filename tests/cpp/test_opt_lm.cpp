@@ -5,14 +5,12 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
-#include <cmath>
 #include <set>
 
 #include "outeffhop/analysis/outlier_points.h"
 #include "outeffhop/analysis/precision.h"
 #include "outeffhop/analysis/w8a8.h"
 #include "outeffhop/data.h"
-#include "outeffhop/experiment/runner.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/opt.h"
 #include "outeffhop/outliers.h"
@@ -277,21 +275,17 @@ TEST(Text, HeldOutChunksSplitATokenStreamIntoWholeChunksInOrder) {
   EXPECT_THROW(data::split_held_out_chunks(tokens, 0, 0.1), c10::Error);
 }
 
-TEST(LmTask, HeldOutBooksAreASecondEvaluationAndSavedRunsKeepTheirSplit) {
+TEST(LmTask, HeldOutWindowsAreSpreadEvenlyOverTheHeldOutChunks) {
   const auto dir = testing::shared_data_dir();
   if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
-  nlohmann::json config = {{"task", "lm"},
-                           {"data", {{"seq", 32}, {"held_out", 0.01}}},
-                           {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
-                           {"train", {{"batch", 4}}},
-                           {"eval", {{"batches", 2}, {"calibration_batches", 1}}}};
+  const nlohmann::json config = {{"task", "lm"},
+                                 {"data", {{"seq", 32}, {"held_out", 0.01}}},
+                                 {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
+                                 {"train", {{"batch", 4}}},
+                                 {"eval", {{"batches", 2}}}};
   const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
-  EXPECT_EQ(task->resolved()["data"]["held_out"], 0.01);
-  ASSERT_EQ(task->extra_evaluations().size(), 1u);
   const auto& books = task->extra_evaluations().at("books");
   ASSERT_EQ(books.size(), 2u);
-  EXPECT_EQ(books[0].input.sizes(), task->eval_batches()[0].input.sizes());
-  EXPECT_FALSE(books[0].input.equal(task->eval_batches()[0].input));
   // Windows of 32 bytes (BOS + 31 inputs, 32 targets) at an even stride over all the held-out chunks of 100 windows.
   const auto held = data::split_held_out_chunks(data::byte_tokens(data::read_books(dir + "/text/books")), 3200, 0.01)
                         .second;
@@ -301,29 +295,6 @@ TEST(LmTask, HeldOutBooksAreASecondEvaluationAndSavedRunsKeepTheirSplit) {
   for (int64_t i = 0; i < 8; ++i)
     EXPECT_TRUE(books[i / 4].target.view({4, 32})[i % 4].equal(windows[i * stride])) << "window " << i;
   EXPECT_TRUE((books[0].input.select(1, 0) == 256).all().item<bool>());  // the byte BOS
-  at::manual_seed(0);
-  auto model = task->build("softmax1");
-  experiment::EvaluateOptions options;
-  options.time_int8 = false;
-  const auto result = experiment::evaluate_model(*task, model, options);
-  for (const char* p : {"fp32", "w8a8"}) {
-    const double ppl = result["extra"]["books"][p]["metric"];
-    EXPECT_TRUE(std::isfinite(ppl) && ppl > 1) << p << ": " << ppl;
-  }
-  EXPECT_NE(result["extra"]["books"]["fp32"]["loss"], result["fp32"]["loss"]);
-
-  // held_out 0: no second set, and the resolved config is the one from before held_out.
-  config["data"]["held_out"] = 0;
-  const auto all = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
-  EXPECT_TRUE(all->extra_evaluations().empty());
-  EXPECT_FALSE(all->resolved()["data"].contains("held_out"));
-  // A saved run's config without held_out trained on all the books: rebuilt, it holds none out (the default would).
-  const auto rebuilt = experiment::make_task(
-      experiment::ConfigReader(experiment::saved_task_config(all->resolved()), "saved"), dir);
-  EXPECT_TRUE(rebuilt->extra_evaluations().empty());
-  EXPECT_EQ(rebuilt->resolved(), all->resolved());
-  config["data"]["held_out"] = 0.7;
-  EXPECT_THROW(experiment::make_task(experiment::ConfigReader(config, "test"), dir), std::runtime_error);
 }
 
 }  // namespace
