@@ -102,6 +102,7 @@ bool in_held_out_block(size_t index, double fraction, size_t block) {
 
 std::pair<at::Tensor, at::Tensor> split_held_out_chunks(const at::Tensor& tokens, int64_t chunk, double fraction) {
   TORCH_CHECK(tokens.dim() == 1 && chunk > 0, "held-out split: needs a 1-D token stream and chunk > 0");
+  if (fraction == 0) return {tokens, tokens.slice(0, 0, 0)};  // the whole stream trains: no copy
   std::vector<at::Tensor> train, held;
   for (int64_t c = 0; c * chunk < tokens.size(0); ++c)
     (in_held_out_block(static_cast<size_t>(c), fraction, 1) ? held : train)

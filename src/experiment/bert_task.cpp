@@ -26,10 +26,9 @@ class BertTask : public Task {
     seq_ = data.get<int64_t>("seq", 128);
     mask_rate_ = data.get("mask_rate", 0.15);
     const auto vocab = data.get<std::string>("vocab", "tokenizers/bert-base-uncased-vocab.txt");
-    const auto held_out = data.get("held_out", 0.02);
+    const auto held_out = read_held_out(data);
     data.finish();
     if (seq_ < 8 || mask_rate_ <= 0 || mask_rate_ >= 1) data.fail("", "needs seq >= 8 and mask_rate in (0, 1)");
-    if (!(held_out >= 0 && held_out <= 0.5)) data.fail("held_out", "must be a fraction in [0, 0.5]");
     const auto model = read_model_options(config.child("model"), transformer_model_defaults(128, 512));
     nlohmann::json train_json, eval_json;
     read_train_options(config.child("train"), train_, batch_, train_json);
@@ -40,8 +39,7 @@ class BertTask : public Task {
     pad_ = tokenizer_->id("[PAD]"), cls_ = tokenizer_->id("[CLS]"), sep_ = tokenizer_->id("[SEP]");
     mask_ = tokenizer_->id("[MASK]");
     nlohmann::json data_json = {{"seq", seq_}, {"mask_rate", mask_rate_}, {"vocab", vocab}};
-    // Absent when 0: the runs made before held_out existed trained on every sentence, and their configs stay valid.
-    if (held_out > 0) data_json["held_out"] = held_out;
+    record_held_out(held_out, data_json);
     resolved_ = {{"task", "bert"},    {"data", data_json},
                  {"model", model},    {"train", train_json},
                  {"eval", eval_json}, {"derived", {{"vocab_size", tokenizer_->size()}, {"max_positions", seq_}}}};

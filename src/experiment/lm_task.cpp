@@ -55,9 +55,8 @@ class LmTask : public OptTask {
     const auto sp_vocab = data.get<int64_t>("sentencepiece_vocab", 8000);
     const auto sp_given = data.get<std::string>("sentencepiece_model", "");
     const auto sp_expected = data.get<std::string>("sentencepiece_fingerprint", "");
-    const auto held_out = data.get("held_out", 0.02);
+    const auto held_out = read_held_out(data);
     data.finish();
-    if (!(held_out >= 0 && held_out <= 0.5)) data.fail("held_out", "must be a fraction in [0, 0.5]");
     if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
       data.fail("tokenizer", "must be bytes, gpt2 or sentencepiece");
     const bool gpt2 = tokenizer_ == "gpt2";
@@ -82,8 +81,7 @@ class LmTask : public OptTask {
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
     const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
     nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
-    // Absent when 0: the runs made before held_out existed trained on all the books, and their configs stay valid.
-    if (held_out > 0) data_json["held_out"] = held_out;
+    record_held_out(held_out, data_json);
     if (sp) {  // the model by content; its path only when the config named one (a cached one's path varies)
       data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_fingerprint"] = sp_fingerprint;
       if (!sp_given.empty()) data_json["sentencepiece_model"] = sp_given;

@@ -112,6 +112,17 @@ std::string task_label(ConfigReader config) {
   unknown_kind(config, kind);
 }
 
+double read_held_out(ConfigReader& data) {
+  const auto held_out = data.get("held_out", 0.02);
+  if (!(held_out >= 0 && held_out <= 0.5)) data.fail("held_out", "must be a fraction in [0, 0.5]");
+  return held_out;
+}
+
+void record_held_out(double held_out, nlohmann::json& data_json) {
+  // Absent when 0: the runs made before held_out existed trained on all the books, and their configs stay valid.
+  if (held_out > 0) data_json["held_out"] = held_out;
+}
+
 nlohmann::json saved_task_config(nlohmann::json resolved) {
   const auto kind = resolved.value("task", "");
   if ((kind == "lm" || kind == "bert") && !resolved["data"].contains("held_out")) resolved["data"]["held_out"] = 0;

@@ -127,5 +127,9 @@ nlohmann::json transformer_model_defaults(int64_t d_model, int64_t d_ff);
 // batch: its default in, the configured value (>= 1) out; resolved gets it with the trainer's options.
 void read_train_options(ConfigReader config, train::TrainOptions& train, int64_t& batch, nlohmann::json& resolved);
 void read_evaluation_options(ConfigReader config, EvaluationOptions& evaluation, nlohmann::json& resolved);
+// The books' held-out fraction of the lm and bert tasks: data.held_out, in [0, 0.5], 0.02 unless given (read before
+// the data section's finish()); recorded in the resolved data section only when above 0 (see saved_task_config).
+double read_held_out(ConfigReader& data);
+void record_held_out(double held_out, nlohmann::json& data_json);
 
 }  // namespace outeffhop::experiment
