@@ -4,7 +4,8 @@
     plots.py layers RUNS.json OUT.png TITLE            (outeffhop experiment writes RUNS_DIR/NAME/TASK/runs.json)
     plots.py components RUNS.json OUT.png TITLE
     plots.py forecast RUNS.json OUT.png TITLE          (forecasting tasks: the first test window per variant)
-    plots.py validation VALIDATION.jsonl OUT.png TITLE (early stopping: every validation check of every run)"""
+    plots.py validation VALIDATION.jsonl OUT.png TITLE (early stopping: every validation check of every run)
+    plots.py outliers OUTLIERS.json OUT.png TITLE      (outeffhop experiment writes RUNS_DIR/NAME/outliers.json)"""
 import csv
 import json
 import statistics
@@ -204,8 +205,37 @@ def validation(validation_jsonl, out_png, title):
     save(fig, title, out_png)
 
 
+def outliers(outliers_json, out_png, title):
+    """Each variant minus its task's baseline in max inf-norm and avg kurtosis, one marker per seed and the mean with
+    +-1 std: the at-a-glance comparison of the paired tables, a row per task. Below the dashed zero line: fewer
+    outliers than the baseline in that seed."""
+    tasks = json.load(open(outliers_json))
+    seeds = sorted({s for task in tasks for v in task["variants"] for s in v["seeds"]})
+    markers = "osD^vP*X"
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 3.2 * len(tasks)), squeeze=False)
+    for row, task in zip(axes, tasks):
+        for axis, key, label in ((row[0], "max_inf_norm", "max inf-norm"), (row[1], "avg_kurtosis", "avg kurtosis")):
+            for x, v in enumerate(task["variants"]):
+                for seed, d in zip(v["seeds"], v[key]):
+                    k = seeds.index(seed)
+                    axis.scatter(x + 0.08 * (k - (len(seeds) - 1) / 2), d, color=f"C{k % 10}",
+                                 marker=markers[k % len(markers)], s=28, zorder=3,
+                                 label=f"seed {seed}" if x == 0 else None)
+                axis.errorbar(x + 0.3, statistics.fmean(v[key]), yerr=statistics.pstdev(v[key]), color="black",
+                              marker="_", markersize=12, capsize=3, label="mean ± std" if x == 0 else None)
+            axis.axhline(0, color="gray", linestyle="--", linewidth=1)
+            axis.set_xticks(range(len(task["variants"])))
+            axis.set_xticklabels([v["variant"].replace("(", "\n(") for v in task["variants"]], fontsize=8)
+            axis.set_xlim(-0.5, len(task["variants"]) - 0.3)
+            axis.set_ylabel(f"Δ {label}")
+            axis.set_title(f"{task['task']}: variant − {task['baseline']}", fontsize=10)
+            axis.grid(alpha=0.3, axis="y")
+    axes[0][0].legend(fontsize=8)
+    save(fig, title, out_png)
+
+
 KINDS = {"memory": memory, "tracking": tracking, "layers": layers, "components": components, "forecast": forecast,
-         "validation": validation}
+         "validation": validation, "outliers": outliers}
 
 if __name__ == "__main__":
     if len(sys.argv) != 5 or sys.argv[1] not in KINDS:

@@ -293,6 +293,15 @@ void run(const ExperimentArgs& a) {
                    "differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
                    outliers;
   tables.insert(tables.find('\n') + 1, summaries);
+  // Every task's outliers against its baseline, seed by seed, as data and as a figure.
+  if (const auto paired = experiment::paired_outliers(finished_labels, finished_results, finished_variants);
+      !paired.empty()) {
+    std::ofstream(dir + "/outliers.json") << paired.dump(1) << "\n";
+    const bool plotted = run_plot("outliers", dir + "/outliers.json", dir + "/outliers.png",
+                                  config.name + ": each variant minus its baseline, seed by seed");
+    std::fprintf(stderr, "%s: %s/{outliers.json,outliers.png}%s\n", config.name.c_str(), dir.c_str(),
+                 plotted ? "" : ("; plotting with " + plot_python() + " failed (see above)").c_str());
+  }
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;
   std::fprintf(stderr, "wrote %s/table.md\n", dir.c_str());

@@ -61,14 +61,18 @@ std::string forecast_table(const std::vector<json>& results, const std::vector<s
   return md.str();
 }
 
-// The differences variant − baseline of `of` over the seeds both have.
+// The differences variant − baseline of `of` over the seeds both have (those seeds into `seeds`, when given).
 std::vector<double> paired_differences(const std::vector<json>& results, const std::string& variant,
-                                       const std::string& baseline, double (*of)(const json&)) {
+                                       const std::string& baseline, double (*of)(const json&),
+                                       std::vector<int64_t>* seeds = nullptr) {
   std::vector<double> diff;
   for (const auto& r : results)
     if (r["variant"] == variant)
       for (const auto& base : results)
-        if (base["variant"] == baseline && base["seed"] == r["seed"]) diff.push_back(of(r) - of(base));
+        if (base["variant"] == baseline && base["seed"] == r["seed"]) {
+          diff.push_back(of(r) - of(base));
+          if (seeds) seeds->push_back(r["seed"].get<int64_t>());
+        }
   return diff;
 }
 
@@ -209,45 +213,61 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks, const 
   return any ? md.str() : "";
 }
 
+json paired_outliers(const std::vector<std::string>& tasks, const std::vector<std::vector<json>>& results,
+                     const std::vector<std::vector<std::string>>& variants) {
+  auto family = [](const std::string& v) { return v.substr(0, v.find('(')); };
+  json paired = json::array();
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    json task = {{"task", tasks[t]}, {"baseline", variants[t][0]}, {"variants", json::array()}};
+    std::vector<std::string> columns;  // this task's, the baseline's first: a family seen twice gets full names
+    for (size_t i = 0; i < variants[t].size(); ++i) {
+      auto column = family(variants[t][i]);
+      if (std::find(columns.begin(), columns.end(), column) != columns.end()) column = variants[t][i];
+      columns.push_back(column);
+      if (i == 0) continue;
+      std::vector<int64_t> seeds;
+      const auto inf_norm = paired_differences(results[t], variants[t][i], variants[t][0], max_inf_norm, &seeds);
+      if (seeds.empty()) continue;
+      task["variants"].push_back({{"variant", variants[t][i]},
+                                  {"column", column},
+                                  {"seeds", seeds},
+                                  {"max_inf_norm", inf_norm},
+                                  {"avg_kurtosis", paired_differences(results[t], variants[t][i], variants[t][0],
+                                                                      avg_kurtosis)}});
+    }
+    if (!task["variants"].empty()) paired.push_back(task);
+  }
+  return paired;
+}
+
 std::string outlier_summary_tables(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<json>>& results,
                                    const std::vector<std::vector<std::string>>& variants) {
-  // The columns: each task's variants after its baseline by family, in the order first seen.
-  auto family = [](const std::string& v) { return v.substr(0, v.find('(')); };
-  std::vector<std::vector<std::string>> keys(tasks.size());  // per task, each variant's column
-  std::vector<std::string> columns;
-  for (size_t t = 0; t < tasks.size(); ++t)
-    for (size_t i = 0; i < variants[t].size(); ++i) {
-      auto key = family(variants[t][i]);
-      if (std::find(keys[t].begin(), keys[t].end(), key) != keys[t].end()) key = variants[t][i];
-      keys[t].push_back(key);
-      if (i > 0 && std::find(columns.begin(), columns.end(), key) == columns.end()) columns.push_back(key);
-    }
+  const auto paired = paired_outliers(tasks, results, variants);
+  if (paired.empty()) return "";
+  std::vector<std::string> columns;  // every task's, in the order first seen
+  for (const auto& task : paired)
+    for (const auto& v : task["variants"])
+      if (const auto c = v["column"].get<std::string>(); std::find(columns.begin(), columns.end(), c) == columns.end())
+        columns.push_back(c);
   std::string tables;
-  using Measure = std::pair<const char*, double (*)(const json&)>;
-  for (const auto& [name, of] : {Measure{"max inf-norm", max_inf_norm}, Measure{"avg kurtosis", avg_kurtosis}}) {
-    std::ostringstream rows;
-    for (size_t t = 0; t < tasks.size(); ++t) {
-      std::vector<std::string> cells(columns.size(), "–");
-      bool any = false;
-      for (size_t i = 1; i < variants[t].size(); ++i) {
-        const auto diff = paired_differences(results[t], variants[t][i], variants[t][0], of);
-        if (diff.empty()) continue;
-        const auto column = std::find(columns.begin(), columns.end(), keys[t][i]) - columns.begin();
-        cells[column] = mean_std_cell(diff, 2, true) + " (" + lower_count(diff) + ")";
-        any = true;
-      }
-      if (!any) continue;
-      rows << "| " << tasks[t] << " | " << variants[t][0];
-      for (const auto& c : cells) rows << " | " << c;
-      rows << " |\n";
-    }
-    if (rows.str().empty()) continue;
+  for (const auto& [name, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"}}) {
     tables += std::string(tables.empty() ? "" : "\n") + "Δ " + name + ", variant − baseline:\n\n| task | baseline";
     for (const auto& c : columns) tables += " | " + c;
     tables += " |\n|---|---|";
     for (size_t k = 0; k < columns.size(); ++k) tables += "---|";
-    tables += "\n" + rows.str();
+    tables += "\n";
+    for (const auto& task : paired) {
+      std::vector<std::string> cells(columns.size(), "–");
+      for (const auto& v : task["variants"]) {
+        const auto diff = v[key].get<std::vector<double>>();
+        cells[std::find(columns.begin(), columns.end(), v["column"].get<std::string>()) - columns.begin()] =
+            mean_std_cell(diff, 2, true) + " (" + lower_count(diff) + ")";
+      }
+      tables += "| " + task["task"].get<std::string>() + " | " + task["baseline"].get<std::string>();
+      for (const auto& c : cells) tables += " | " + c;
+      tables += " |\n";
+    }
   }
   return tables;
 }

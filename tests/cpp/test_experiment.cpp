@@ -552,6 +552,32 @@ TEST(Runner, OutlierSummaryPairsEachTaskWithItsBaseline) {
   EXPECT_EQ(experiment::outlier_summary_tables({"bert"}, {results[2]}, {{"softmax"}}), "");
 }
 
+// The data behind the summary: per task, each variant's differences seed by seed, with the seeds they come from.
+TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
+  auto result = [](const std::string& variant, int64_t seed, double inf_norm, double kurtosis) {
+    return json{{"variant", variant},
+                {"seed", seed},
+                {"outliers", {{"avg_kurtosis", kurtosis}, {"max_inf_norm", inf_norm}}}};
+  };
+  const std::vector<std::vector<json>> results = {
+      {result("softmax", 0, 10, 5), result("softmax", 2, 12, 5), result("gated(mlp)", 2, 9, 6.5),
+       result("gated(mlp)", 0, 13, 4), result("gated(mlp)", 1, 1, 1), result("softmax1", 5, 8, 5)},
+      {result("softmax", 0, 4, 3)}};
+  const auto paired = experiment::paired_outliers({"bert", "opt"}, results,
+                                                  {{"softmax", "gated(mlp)", "softmax1"}, {"softmax"}});
+  ASSERT_EQ(paired.size(), 1u) << paired.dump();  // opt: a baseline alone; softmax1: no seed shared with softmax
+  EXPECT_EQ(paired[0]["task"], "bert");
+  EXPECT_EQ(paired[0]["baseline"], "softmax");
+  ASSERT_EQ(paired[0]["variants"].size(), 1u) << paired.dump();
+  const auto& gated = paired[0]["variants"][0];
+  EXPECT_EQ(gated["variant"], "gated(mlp)");
+  EXPECT_EQ(gated["column"], "gated");
+  EXPECT_EQ(gated["seeds"], json::array({2, 0}));  // in the order of the variant's runs; seed 1 has no baseline
+  EXPECT_EQ(gated["max_inf_norm"], json::array({-3.0, 3.0}));
+  EXPECT_EQ(gated["avg_kurtosis"], json::array({1.5, -1.0}));
+  EXPECT_TRUE(experiment::paired_outliers({"opt"}, {results[1]}, {{"softmax"}}).empty());
+}
+
 TEST(Runner, ForecastSummaryPutsTasksSideBySide) {
   auto result = [](const std::string& variant, int64_t seed, double mse, double mae) {
     return json{{"variant", variant}, {"seed", seed}, {"fp32", {{"mse", mse}, {"mae", mae}}}};

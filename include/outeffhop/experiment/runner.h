@@ -115,6 +115,12 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks,
 std::string outlier_summary_tables(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<nlohmann::json>>& results,
                                    const std::vector<std::vector<std::string>>& variants);
+// The numbers behind those tables, seed by seed (written as outliers.json and plotted as outliers.png): a list of
+// tasks {task, baseline, variants: [{variant, column, seeds, max_inf_norm, avg_kurtosis}]}, each measure the
+// differences variant − baseline over `seeds`, the seeds both have; variants and tasks without a pair are left out.
+nlohmann::json paired_outliers(const std::vector<std::string>& tasks,
+                               const std::vector<std::vector<nlohmann::json>>& results,
+                               const std::vector<std::vector<std::string>>& variants);
 
 // A results archive: each finished run's result.json, tracking.jsonl and validation.jsonl (text, tens of KB) under
 // ARCHIVE/NAME/TASK/RUN, meant to be committed with the project, so that runs made on machines whose runs dirs do not
