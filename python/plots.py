@@ -206,15 +206,22 @@ def validation(validation_jsonl, out_png, title):
 
 
 def outliers(outliers_json, out_png, title):
-    """Each variant minus its task's baseline in max inf-norm and avg kurtosis, one marker per seed and the mean with
-    +-1 std: the at-a-glance comparison of the paired tables, a row per task. Below the dashed zero line: fewer
-    outliers than the baseline in that seed."""
+    """Each variant minus its task's baseline in max inf-norm, avg kurtosis and (where the task has one) the W8A8 KL,
+    one marker per seed and the mean with +-1 std: the at-a-glance comparison of the paired tables, a row per task.
+    Below the dashed zero line: fewer outliers, or a cheaper W8A8, than the baseline in that seed."""
     tasks = json.load(open(outliers_json))
     seeds = sorted({s for task in tasks for v in task["variants"] for s in v["seeds"]})
+    measures = [(key, label) for key, label in (("max_inf_norm", "max inf-norm"), ("avg_kurtosis", "avg kurtosis"),
+                                                ("w8a8_kl_mnats", "W8A8 KL (mnats)"))
+                if any(key in task["variants"][0] for task in tasks)]
     markers = "osD^vP*X"
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(13, 3.2 * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(len(tasks), len(measures), figsize=(6.5 * len(measures), 3.2 * len(tasks)),
+                             squeeze=False)
     for row, task in zip(axes, tasks):
-        for axis, key, label in ((row[0], "max_inf_norm", "max inf-norm"), (row[1], "avg_kurtosis", "avg kurtosis")):
+        for axis, (key, label) in zip(row, measures):
+            if key not in task["variants"][0]:
+                axis.set_axis_off()
+                continue
             for x, v in enumerate(task["variants"]):
                 for seed, d in zip(v["seeds"], v[key]):
                     k = seeds.index(seed)

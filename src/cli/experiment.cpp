@@ -289,11 +289,11 @@ void run(const ExperimentArgs& a) {
   if (finished_labels.size() > 1)
     if (const auto outliers = experiment::outlier_summary_tables(finished_labels, finished_results, finished_variants);
         !outliers.empty())
-      summaries += "\n## All tasks: outliers against each task's baseline, seed by seed (Δ: mean ± std of the "
-                   "differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
+      summaries += "\n## All tasks: outliers and W8A8 cost against each task's baseline, seed by seed (Δ: mean ± "
+                   "std of the differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
                    outliers;
   tables.insert(tables.find('\n') + 1, summaries);
-  // Every task's outliers against its baseline, seed by seed, as data and as a figure.
+  // Every task's outliers and W8A8 KL against its baseline, seed by seed, as data and as a figure.
   if (const auto paired = experiment::paired_outliers(finished_labels, finished_results, finished_variants);
       !paired.empty()) {
     std::ofstream(dir + "/outliers.json") << paired.dump(1) << "\n";

@@ -83,6 +83,12 @@ std::string lower_count(const std::vector<double>& diff) {
 
 double max_inf_norm(const json& r) { return r["outliers"]["max_inf_norm"].get<double>(); }
 double avg_kurtosis(const json& r) { return r["outliers"]["avg_kurtosis"].get<double>(); }
+// What W8A8 costs a model whose output is a distribution (not a forecast): its KL from FP32, in millinats.
+double w8a8_kl_mnats(const json& r) { return 1e3 * r["w8a8"]["kl"].get<double>(); }
+bool all_have_w8a8_kl(const std::vector<json>& results) {
+  return std::all_of(results.begin(), results.end(),
+                     [](const json& r) { return r.contains("w8a8") && r["w8a8"].contains("kl"); });
+}
 
 }  // namespace
 
@@ -146,11 +152,12 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   for (const auto& r : results)
     if (r["variant"] == variants[0]) size = std::abs(r["fp32"]["metric"].get<double>());
   const int digits = size < 10 ? 4 : size < 100 ? 2 : 1;
-  const std::vector<Measure> measures = {
+  std::vector<Measure> measures = {
       {"FP32 " + metric, digits, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
-      {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }},
-      {"avg kurtosis", 3, avg_kurtosis},
-      {"max inf-norm", 3, max_inf_norm}};
+      {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
+  if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
+  measures.push_back({"avg kurtosis", 3, avg_kurtosis});
+  measures.push_back({"max inf-norm", 3, max_inf_norm});
   std::ostringstream rows;
   for (size_t i = 1; i < variants.size(); ++i) {
     std::vector<std::vector<double>> diff;
@@ -228,12 +235,14 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
       std::vector<int64_t> seeds;
       const auto inf_norm = paired_differences(results[t], variants[t][i], variants[t][0], max_inf_norm, &seeds);
       if (seeds.empty()) continue;
-      task["variants"].push_back({{"variant", variants[t][i]},
-                                  {"column", column},
-                                  {"seeds", seeds},
-                                  {"max_inf_norm", inf_norm},
-                                  {"avg_kurtosis", paired_differences(results[t], variants[t][i], variants[t][0],
-                                                                      avg_kurtosis)}});
+      json entry = {{"variant", variants[t][i]},
+                    {"column", column},
+                    {"seeds", seeds},
+                    {"max_inf_norm", inf_norm},
+                    {"avg_kurtosis", paired_differences(results[t], variants[t][i], variants[t][0], avg_kurtosis)}};
+      if (all_have_w8a8_kl(results[t]))
+        entry["w8a8_kl_mnats"] = paired_differences(results[t], variants[t][i], variants[t][0], w8a8_kl_mnats);
+      task["variants"].push_back(entry);
     }
     if (!task["variants"].empty()) paired.push_back(task);
   }
@@ -251,13 +260,17 @@ std::string outlier_summary_tables(const std::vector<std::string>& tasks,
       if (const auto c = v["column"].get<std::string>(); std::find(columns.begin(), columns.end(), c) == columns.end())
         columns.push_back(c);
   std::string tables;
-  for (const auto& [name, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"}}) {
+  for (const auto& [name, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"},
+                                  std::pair{"W8A8 KL (mnats)", "w8a8_kl_mnats"}}) {
+    const auto has = [key](const json& task) { return task["variants"][0].contains(key); };
+    if (std::none_of(paired.begin(), paired.end(), has)) continue;  // forecasts: no KL
     tables += std::string(tables.empty() ? "" : "\n") + "Δ " + name + ", variant − baseline:\n\n| task | baseline";
     for (const auto& c : columns) tables += " | " + c;
     tables += " |\n|---|---|";
     for (size_t k = 0; k < columns.size(); ++k) tables += "---|";
     tables += "\n";
     for (const auto& task : paired) {
+      if (!has(task)) continue;
       std::vector<std::string> cells(columns.size(), "–");
       for (const auto& v : task["variants"]) {
         const auto diff = v[key].get<std::vector<double>>();

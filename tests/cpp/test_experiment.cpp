@@ -517,7 +517,16 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
             std::string::npos)
       << table;
   EXPECT_EQ(table.find("gated"), std::string::npos) << table;  // no seed in common with softmax
+  EXPECT_EQ(table.find("KL"), std::string::npos) << table;      // forecasts have no W8A8 KL
   EXPECT_EQ(experiment::paired_table(results, {"softmax"}, "MSE"), "");
+  // With a W8A8 KL in every result (0.010, 0.020, 0.030 nats against 0.012, 0.016, 0.030): +2, -4, 0 mnats.
+  auto with_kl = results;
+  for (size_t i = 0; i < 6; ++i) with_kl[i]["w8a8"]["kl"] = std::vector{0.010, 0.020, 0.030, 0.012, 0.016, 0.030}[i];
+  for (size_t i = 6; i < with_kl.size(); ++i) with_kl[i]["w8a8"]["kl"] = 0.5;
+  const auto kl_table = experiment::paired_table(with_kl, {"softmax", "softmax1"}, "MSE");
+  EXPECT_NE(kl_table.find("| Δ W8A8 MSE | Δ W8A8 KL (mnats) | Δ avg kurtosis |"), std::string::npos) << kl_table;
+  EXPECT_NE(kl_table.find("| +0.0667 ± 0.2357 | -0.67 ± 2.49 | -0.100 ± 0.082 |"), std::string::npos) << kl_table;
+  EXPECT_NE(kl_table.find("| 2/3 | 2/3 | 1/3 | 2/3 | 0/3 |"), std::string::npos) << kl_table;
 }
 
 // Two tasks whose clipped variants differ in γ share the "clipped" column; a second variant of one family gets its own
@@ -549,6 +558,7 @@ TEST(Runner, OutlierSummaryPairsEachTaskWithItsBaseline) {
       << tables;
   EXPECT_LT(tables.find("Δ max inf-norm"), tables.find("Δ avg kurtosis")) << tables;
   EXPECT_EQ(tables.find("| bert"), std::string::npos) << tables;
+  EXPECT_EQ(tables.find("KL"), std::string::npos) << tables;  // no task has a W8A8 KL
   EXPECT_EQ(experiment::outlier_summary_tables({"bert"}, {results[2]}, {{"softmax"}}), "");
 }
 
@@ -559,10 +569,11 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
                 {"seed", seed},
                 {"outliers", {{"avg_kurtosis", kurtosis}, {"max_inf_norm", inf_norm}}}};
   };
-  const std::vector<std::vector<json>> results = {
+  std::vector<std::vector<json>> results = {
       {result("softmax", 0, 10, 5), result("softmax", 2, 12, 5), result("gated(mlp)", 2, 9, 6.5),
        result("gated(mlp)", 0, 13, 4), result("gated(mlp)", 1, 1, 1), result("softmax1", 5, 8, 5)},
       {result("softmax", 0, 4, 3)}};
+  for (size_t i = 0; i < results[0].size(); ++i) results[0][i]["w8a8"]["kl"] = 0.001 * static_cast<double>(i);
   const auto paired = experiment::paired_outliers({"bert", "opt"}, results,
                                                   {{"softmax", "gated(mlp)", "softmax1"}, {"softmax"}});
   ASSERT_EQ(paired.size(), 1u) << paired.dump();  // opt: a baseline alone; softmax1: no seed shared with softmax
@@ -575,7 +586,16 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
   EXPECT_EQ(gated["seeds"], json::array({2, 0}));  // in the order of the variant's runs; seed 1 has no baseline
   EXPECT_EQ(gated["max_inf_norm"], json::array({-3.0, 3.0}));
   EXPECT_EQ(gated["avg_kurtosis"], json::array({1.5, -1.0}));
+  ASSERT_EQ(gated["w8a8_kl_mnats"].size(), 2u);  // KL 2 and 3 mnats against 1 and 0
+  EXPECT_NEAR(gated["w8a8_kl_mnats"][0].get<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(gated["w8a8_kl_mnats"][1].get<double>(), 3.0, 1e-12);
   EXPECT_TRUE(experiment::paired_outliers({"opt"}, {results[1]}, {{"softmax"}}).empty());
+  // The summary's third table; a task without a KL (a forecast) would have no row in it.
+  const auto tables = experiment::outlier_summary_tables({"bert"}, {results[0]}, {{"softmax", "gated(mlp)"}});
+  EXPECT_NE(tables.find("Δ W8A8 KL (mnats), variant − baseline:\n\n| task | baseline | gated |\n|---|---|---|\n"
+                        "| bert | softmax | +2.00 ± 1.00 (0/2) |\n"),
+            std::string::npos)
+      << tables;
 }
 
 TEST(Runner, ForecastSummaryPutsTasksSideBySide) {

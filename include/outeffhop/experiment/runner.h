@@ -94,8 +94,8 @@ void note_constant_zero_points(const std::string& tag, const nlohmann::json& res
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,
                           const std::vector<std::string>& variants);
 // Each variant against the first of `variants` (the baseline, e.g. softmax), seed by seed over the seeds both have:
-// mean ± std of the differences in the FP32 and W8A8 metric (named `metric`), avg kurtosis and max inf-norm, and in
-// how many seeds the variant's value is lower. Pairing cancels what a seed does to both runs (data order,
+// mean ± std of the differences in the FP32 and W8A8 metric (named `metric`), the W8A8 KL from FP32 (where every
+// result has one: not forecasts), avg kurtosis and max inf-norm, and in how many seeds the variant's value is lower. Pairing cancels what a seed does to both runs (data order,
 // initialisation), so an effect smaller than the spread over seeds can still show. Empty when no pair exists.
 std::string paired_table(const std::vector<nlohmann::json>& results, const std::vector<std::string>& variants,
                          const std::string& metric);
@@ -107,17 +107,18 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<nlohmann::json>>& results,
                                    const std::vector<std::string>& variants);
 
-// Several tasks' outlier measures side by side: for max inf-norm and for avg kurtosis a table with a row per task and
-// a column per variant family (the name before "(", so clipped(-1e-5,1) and clipped(-0.09375,1) share one), each cell
-// the variant minus the task's first variant (its baseline) seed by seed, as paired_table: mean ± std and in how
-// many seeds the variant is lower. A task's second variant of one family gets a column under its full name. Empty
-// when no task has a pair.
+// Several tasks' outlier measures side by side: for max inf-norm, for avg kurtosis and for the W8A8 KL (tasks that
+// have one) a table with a row per task and a column per variant family (the name before "(", so clipped(-1e-5,1)
+// and clipped(-0.09375,1) share one), each cell the variant minus the task's first variant (its baseline) seed by
+// seed, as paired_table: mean ± std and in how many seeds the variant is lower. A task's second variant of one family
+// gets a column under its full name. Empty when no task has a pair.
 std::string outlier_summary_tables(const std::vector<std::string>& tasks,
                                    const std::vector<std::vector<nlohmann::json>>& results,
                                    const std::vector<std::vector<std::string>>& variants);
 // The numbers behind those tables, seed by seed (written as outliers.json and plotted as outliers.png): a list of
-// tasks {task, baseline, variants: [{variant, column, seeds, max_inf_norm, avg_kurtosis}]}, each measure the
-// differences variant − baseline over `seeds`, the seeds both have; variants and tasks without a pair are left out.
+// tasks {task, baseline, variants: [{variant, column, seeds, max_inf_norm, avg_kurtosis, w8a8_kl_mnats (where every
+// run has a KL)}]}, each measure the differences variant − baseline over `seeds`, the seeds both have; variants and
+// tasks without a pair are left out.
 nlohmann::json paired_outliers(const std::vector<std::string>& tasks,
                                const std::vector<std::vector<nlohmann::json>>& results,
                                const std::vector<std::vector<std::string>>& variants);
