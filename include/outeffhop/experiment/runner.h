@@ -94,9 +94,10 @@ void note_constant_zero_points(const std::string& tag, const nlohmann::json& res
 std::string results_table(const Task& task, const std::vector<nlohmann::json>& results,
                           const std::vector<std::string>& variants);
 // Each variant against the first of `variants` (the baseline, e.g. softmax), seed by seed over the seeds both have:
-// mean ± std of the differences in the FP32 and W8A8 metric (named `metric`), the W8A8 KL from FP32 (where every
-// result has one: not forecasts), avg kurtosis and max inf-norm, and in how many seeds the variant's value is lower. Pairing cancels what a seed does to both runs (data order,
-// initialisation), so an effect smaller than the spread over seeds can still show. Empty when no pair exists.
+// mean ± std of the differences in the FP32 and W8A8 metric (named `metric`), the W8A8 KL from FP32 (where every result
+// has one: not forecasts), avg kurtosis and max inf-norm, and in how many seeds the variant's value is lower. Pairing
+// cancels what a seed does to both runs (data order, initialisation), so an effect smaller than the spread over seeds
+// can still show. Empty when no pair exists.
 std::string paired_table(const std::vector<nlohmann::json>& results, const std::vector<std::string>& variants,
                          const std::string& metric);
 
