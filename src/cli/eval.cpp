@@ -2,6 +2,7 @@
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -15,7 +16,7 @@ void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
     std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float;
-    std::string native_half;
+    std::string native_half, eval_text;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -36,10 +37,19 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--native-half", a->native_half,
                   "run FP16/BF16 natively, the model cast to half precision on this device (cuda, cuda:1, cpu), "
                   "instead of emulating the rounding on CPU");
+  cmd->add_option("--eval-text", a->eval_text,
+                  "lm (OPT) models: evaluate on this text file instead of the task's (WikiText-2 valid); BOM, CRLF "
+                  "and a Gutenberg header and footer are removed")
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
-    const auto task_config = experiment::saved_task_config(saved.config.at("task"));
+    auto task_config = experiment::saved_task_config(saved.config.at("task"));
+    if (!a->eval_text.empty()) {
+      TORCH_CHECK(task_config.at("task") == "lm", "--eval-text: ", a->checkpoint, " is a ",
+                  task_config.at("task").get<std::string>(), " model; only lm (OPT) models evaluate on a text file");
+      task_config["data"]["eval_text"] = std::filesystem::absolute(a->eval_text).string();
+    }
     const auto task = experiment::make_task(
         experiment::ConfigReader(task_config, a->checkpoint + " (config metadata)"), a->data_dir);
     experiment::EvaluateOptions options;
@@ -61,8 +71,9 @@ void add_eval(CLI::App& app) {
       return;
     }
     const bool values = task->regression();
-    std::printf("%s (%s, %s; FP16/BF16 %s)\n| precision | %s | %s |\n|---|---|---|---|\n", a->checkpoint.c_str(),
-                task->label().c_str(), saved.config.at("variant").get<std::string>().c_str(),
+    std::printf("%s (%s: %s; %s; FP16/BF16 %s)\n| precision | %s | %s |\n|---|---|---|---|\n",
+                a->checkpoint.c_str(), task->label().c_str(), task->description().c_str(),
+                saved.config.at("variant").get<std::string>().c_str(),
                 result["half_precision"].get<std::string>().c_str(), task->metric_name().c_str(),
                 values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
     auto row = [values](const std::string& label, const nlohmann::json& r) {

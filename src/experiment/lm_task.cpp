@@ -1,5 +1,5 @@
 // The "lm" task: an OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and evaluated on
-// WikiText-2 valid, on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a sentencepiece BPE trained on the books (cached
+// WikiText-2 valid (or data.eval_text, any text file), on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a sentencepiece BPE trained on the books (cached
 // with the runs), each sequence optionally starting with a BOS token
 // as OPT prepends </s>. A fraction of the books (data.held_out, in chunks of 100 windows spread evenly over the books)
 // is kept out of training and evaluated too: an in-domain perplexity beside WikiText-2's.
@@ -56,12 +56,18 @@ class LmTask : public OptTask {
     const auto sp_given = data.get<std::string>("sentencepiece_model", "");
     const auto sp_expected = data.get<std::string>("sentencepiece_fingerprint", "");
     const auto held_out = read_held_out(data);
+    // Another evaluation text than WikiText-2 valid: a path relative to the data dir, or absolute.
+    const auto eval_text = data.get<std::string>("eval_text", "");
     data.finish();
     if (tokenizer_ != "bytes" && tokenizer_ != "gpt2" && tokenizer_ != "sentencepiece")
       data.fail("tokenizer", "must be bytes, gpt2 or sentencepiece");
     const bool gpt2 = tokenizer_ == "gpt2";
     bos_id_ = gpt2 ? kGpt2Bos : kByteBos;
-    const auto books = data_dir + "/text/books", valid = data_dir + "/text/wikitext2_valid.txt";
+    const auto books = data_dir + "/text/books";
+    const auto valid = eval_text.empty()                               ? data_dir + "/text/wikitext2_valid.txt"
+                       : std::filesystem::path(eval_text).is_absolute() ? eval_text
+                                                                        : data_dir + "/" + eval_text;
+    eval_name_ = eval_text.empty() ? "WikiText-2 valid" : std::filesystem::path(eval_text).filename().string();
     const auto book_text = data::read_books(books);
     std::shared_ptr<data::SentencePieceBpe> sp;
     std::string sp_fingerprint;
@@ -82,6 +88,7 @@ class LmTask : public OptTask {
     const int64_t vocab_size = gpt2 ? 50257 : sp ? sp->size() : 256 + (bos_ ? 1 : 0);
     nlohmann::json data_json = {{"bos", bos_}, {"seq", seq_}, {"tokenizer", tokenizer_}};
     record_held_out(held_out, data_json);
+    if (!eval_text.empty()) data_json["eval_text"] = eval_text;  // absent: WikiText-2, as in configs made before it
     if (sp) {  // the model by content; its path only when the config named one (a cached one's path varies)
       data_json["sentencepiece_vocab"] = sp_vocab, data_json["sentencepiece_fingerprint"] = sp_fingerprint;
       if (!sp_given.empty()) data_json["sentencepiece_model"] = sp_given;
@@ -103,7 +110,9 @@ class LmTask : public OptTask {
       tokens = [sp](const std::string& text) { return at::tensor(sp->encode(text), at::kLong); };
     }
     split_books(tokens(book_text), held_out);
-    eval_ = window_batches(tokens(data::read_text_file(valid)), "WikiText-2 valid");
+    // WikiText-2 as it is; another text like the books (BOM, CRLF and any Gutenberg header and footer removed).
+    const auto eval_bytes = data::read_text_file(valid);
+    eval_ = window_batches(tokens(eval_text.empty() ? eval_bytes : data::strip_gutenberg(eval_bytes)), eval_name_);
     const std::string held_note =
         held_out > 0 ? "; " + std::to_string(extra_[kHeldOutName].size()) + " evaluation batches on the held-out books"
                      : " (no held-out books: data.held_out is 0)";
@@ -118,7 +127,7 @@ class LmTask : public OptTask {
                                                                                                   : "byte-level";
     return kind + " OPT, " + m["layers"].dump() + " layers, d = " + m["d_model"].dump() + ", seq " +
            std::to_string(seq_) + (bos_ ? " (BOS)" : "") + ", " + std::to_string(train_.steps) +
-           " steps; books -> WikiText-2 valid";
+           " steps; books -> " + eval_name_;
   }
   std::string metric_name() const override { return tokenizer_ == "bytes" ? "ppl/byte" : "ppl/token"; }
   double metric(double mean_loss, double) const override { return std::exp(mean_loss); }
@@ -180,6 +189,7 @@ class LmTask : public OptTask {
 
   bool bos_ = true;
   std::string tokenizer_ = "bytes";
+  std::string eval_name_;  // "WikiText-2 valid", or data.eval_text's file name
   int64_t bos_id_ = kByteBos;
   int64_t seq_ = 128, batch_ = 16;
   at::Tensor train_tokens_;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <fstream>
 #include <set>
 
 #include "outeffhop/analysis/outlier_points.h"
@@ -295,6 +296,41 @@ TEST(LmTask, HeldOutWindowsAreSpreadEvenlyOverTheHeldOutChunks) {
   for (int64_t i = 0; i < 8; ++i)
     EXPECT_TRUE(books[i / 4].target.view({4, 32})[i % 4].equal(windows[i * stride])) << "window " << i;
   EXPECT_TRUE((books[0].input.select(1, 0) == 256).all().item<bool>());  // the byte BOS
+}
+
+// data.eval_text: the evaluation windows come from that file (here one without CRLF or a Gutenberg header, so its raw
+// bytes are the oracle), the resolved config and the description name it, and a missing file is an error.
+TEST(LmTask, EvalTextReplacesWikiText) {
+  const auto dir = testing::shared_data_dir();
+  if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
+  nlohmann::json config = {{"task", "lm"},
+                           {"data", {{"seq", 32}, {"held_out", 0}, {"eval_text", "text/tinyshakespeare.txt"}}},
+                           {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
+                           {"train", {{"batch", 4}}},
+                           {"eval", {{"batches", 2}}}};
+  const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+  std::ifstream file(dir + "/text/tinyshakespeare.txt", std::ios::binary);
+  std::string text(8 * 32, '\0');
+  ASSERT_TRUE(file.read(text.data(), static_cast<std::streamsize>(text.size())));
+  ASSERT_EQ(task->eval_batches().size(), 2u);
+  for (int64_t i = 0; i < 8; ++i) {  // windows of 32 bytes in order: BOS + 31 inputs, 32 targets
+    const auto target = task->eval_batches()[i / 4].target.view({4, 32})[i % 4];
+    for (int64_t k = 0; k < 32; ++k)
+      ASSERT_EQ(target[k].item<int64_t>(), static_cast<unsigned char>(text[i * 32 + k])) << "window " << i << ", " << k;
+  }
+  EXPECT_EQ(task->resolved()["data"]["eval_text"], "text/tinyshakespeare.txt");
+  EXPECT_NE(task->description().find("books -> tinyshakespeare.txt"), std::string::npos) << task->description();
+  config["data"].erase("eval_text");
+  const auto wikitext = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+  EXPECT_FALSE(wikitext->resolved()["data"].contains("eval_text"));  // configs made before the key still match
+  EXPECT_NE(wikitext->description().find("books -> WikiText-2 valid"), std::string::npos);
+  config["data"]["eval_text"] = "text/no-such-file.txt";
+  try {
+    experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+    FAIL() << "a missing eval_text was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no-such-file.txt"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
