@@ -48,7 +48,7 @@ void add_eval(CLI::App& app) {
     if (!a->eval_text.empty()) {
       TORCH_CHECK(task_config.at("task") == "lm", "--eval-text: ", a->checkpoint, " is a ",
                   task_config.at("task").get<std::string>(), " model; only lm (OPT) models evaluate on a text file");
-      task_config["data"]["eval_text"] = std::filesystem::absolute(a->eval_text).string();
+      task_config["data"]["eval_text"] = std::filesystem::weakly_canonical(a->eval_text).string();
     }
     const auto task = experiment::make_task(
         experiment::ConfigReader(task_config, a->checkpoint + " (config metadata)"), a->data_dir);
