@@ -1,6 +1,6 @@
 // The "lm" task: an OPT-style decoder trained on the books (text/books, Gutenberg headers stripped) and evaluated on
-// WikiText-2 valid (or data.eval_text, any text file), on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a sentencepiece BPE trained on the books (cached
-// with the runs), each sequence optionally starting with a BOS token
+// WikiText-2 valid (or data.eval_text, any text file), on bytes, GPT-2 BPE tokens (tokenizers/gpt2-*) or a
+// sentencepiece BPE trained on the books (cached with the runs), each sequence optionally starting with a BOS token
 // as OPT prepends </s>. A fraction of the books (data.held_out, in chunks of 100 windows spread evenly over the books)
 // is kept out of training and evaluated too: an in-domain perplexity beside WikiText-2's.
 #include <ATen/ATen.h>
@@ -64,9 +64,9 @@ class LmTask : public OptTask {
     const bool gpt2 = tokenizer_ == "gpt2";
     bos_id_ = gpt2 ? kGpt2Bos : kByteBos;
     const auto books = data_dir + "/text/books";
-    const auto valid = eval_text.empty()                               ? data_dir + "/text/wikitext2_valid.txt"
-                       : std::filesystem::path(eval_text).is_absolute() ? eval_text
-                                                                        : data_dir + "/" + eval_text;
+    const auto eval_path = eval_text.empty()                               ? data_dir + "/text/wikitext2_valid.txt"
+                           : std::filesystem::path(eval_text).is_absolute() ? eval_text
+                                                                            : data_dir + "/" + eval_text;
     eval_name_ = eval_text.empty() ? "WikiText-2 valid" : std::filesystem::path(eval_text).filename().string();
     const auto book_text = data::read_books(books);
     std::shared_ptr<data::SentencePieceBpe> sp;
@@ -100,7 +100,7 @@ class LmTask : public OptTask {
                  {"eval", eval_json},
                  {"derived", {{"vocab_size", vocab_size}, {"max_positions", seq_}}}};
 
-    std::fprintf(stderr, "[lm] reading %s and %s (%s tokens)\n", books.c_str(), valid.c_str(), tokenizer_.c_str());
+    std::fprintf(stderr, "[lm] reading %s and %s (%s tokens)\n", books.c_str(), eval_path.c_str(), tokenizer_.c_str());
     std::function<at::Tensor(const std::string&)> tokens = data::byte_tokens;
     if (gpt2) {
       auto bpe = std::make_shared<data::Gpt2BpeTokenizer>(data_dir + "/tokenizers/gpt2-vocab.json",
@@ -111,7 +111,7 @@ class LmTask : public OptTask {
     }
     split_books(tokens(book_text), held_out);
     // WikiText-2 as it is; another text like the books (BOM, CRLF and any Gutenberg header and footer removed).
-    const auto eval_bytes = data::read_text_file(valid);
+    const auto eval_bytes = data::read_text_file(eval_path);
     eval_ = window_batches(tokens(eval_text.empty() ? eval_bytes : data::strip_gutenberg(eval_bytes)), eval_name_);
     const std::string held_note =
         held_out > 0 ? "; " + std::to_string(extra_[kHeldOutName].size()) + " evaluation batches on the held-out books"
