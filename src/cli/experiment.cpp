@@ -39,10 +39,20 @@ struct ExperimentArgs {
   bool status = false;  // where each run stands, from the files alone; nothing trains, no data is read
 };
 
+// A config file, or configs/PRESET.yaml; an unknown preset lists the ones there.
 std::string config_path(const ExperimentArgs& a) {
   if (!a.config.empty()) return a.config;
-  const auto path = std::string(OUTEFFHOP_SOURCE_DIR) + "/configs/" + a.preset + ".yaml";
-  TORCH_CHECK(fs::exists(path), "experiment: no preset '", a.preset, "' (", path, ")");
+  const auto dir = std::string(OUTEFFHOP_SOURCE_DIR) + "/configs";
+  const auto path = dir + "/" + a.preset + ".yaml";
+  if (!fs::exists(path)) {
+    std::vector<std::string> presets;
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (entry.path().extension() == ".yaml") presets.push_back(entry.path().stem().string());
+    std::sort(presets.begin(), presets.end());
+    std::string known;
+    for (const auto& p : presets) known += (known.empty() ? "" : ", ") + p;
+    TORCH_CHECK(false, "experiment: no preset '", a.preset, "' in ", dir, "; the presets are: ", known);
+  }
   return path;
 }
 
@@ -316,7 +326,9 @@ void add_experiment(CLI::App& app) {
       "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
       "runs are skipped) and write the paper's Table 1 (Table 2 for forecasting) layout and figures");
   auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
-  cmd->add_option("--preset", a->preset, "a config of configs/: demo, table1-cpu, table2-cpu, table1-gpu, table2-gpu")
+  cmd->add_option("--preset", a->preset,
+                  "a config of configs/: demo, table1-cpu, table2-cpu, table1-gpu, table2-gpu, ... (an unknown name "
+                  "lists them all)")
       ->excludes(config);
   cmd->add_option("--set", a->overrides,
                   "override a config value: path=value, e.g. tasks.*.train.steps=100 or seeds=[0,1,2] (repeatable)");
