@@ -296,16 +296,15 @@ void run(const ExperimentArgs& a) {
   if (forecast_labels.size() > 1 && same_forecast_variants)
     summaries += "\n## All tasks: FP32 test MSE and MAE (mean ± std over seeds; bold: the lowest of a row)\n\n" +
                  experiment::forecast_summary_table(forecast_labels, forecast_results, forecast_variants);
+  // Every task's outliers and W8A8 KL against its baseline, seed by seed: tables (several tasks), data and a figure.
+  const auto paired = experiment::paired_outliers(finished_labels, finished_results, finished_variants);
   if (finished_labels.size() > 1)
-    if (const auto outliers = experiment::outlier_summary_tables(finished_labels, finished_results, finished_variants);
-        !outliers.empty())
+    if (const auto outliers = experiment::outlier_summary_tables(paired); !outliers.empty())
       summaries += "\n## All tasks: outliers and W8A8 cost against each task's baseline, seed by seed (Δ: mean ± "
                    "std of the differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
                    outliers;
   tables.insert(tables.find('\n') + 1, summaries);
-  // Every task's outliers and W8A8 KL against its baseline, seed by seed, as data and as a figure.
-  if (const auto paired = experiment::paired_outliers(finished_labels, finished_results, finished_variants);
-      !paired.empty()) {
+  if (!paired.empty()) {
     std::ofstream(dir + "/outliers.json") << paired.dump(1) << "\n";
     const bool plotted = run_plot("outliers", dir + "/outliers.json", dir + "/outliers.png",
                                   config.name + ": each variant minus its baseline, seed by seed");

@@ -249,10 +249,7 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
   return paired;
 }
 
-std::string outlier_summary_tables(const std::vector<std::string>& tasks,
-                                   const std::vector<std::vector<json>>& results,
-                                   const std::vector<std::vector<std::string>>& variants) {
-  const auto paired = paired_outliers(tasks, results, variants);
+std::string outlier_summary_tables(const json& paired) {
   if (paired.empty()) return "";
   std::vector<std::string> columns;  // every task's, in the order first seen
   for (const auto& task : paired)

@@ -542,9 +542,9 @@ TEST(Runner, OutlierSummaryPairsEachTaskWithItsBaseline) {
        result("clipped(-1e-5,1)", 1, 13, 4), result("softmax1", 0, 8, 5)},
       {result("softmax", 0, 4, 3), result("clipped(-0.1,1)", 0, 3.5, 3.25), result("clipped(-0.2,1)", 0, 5, 2)},
       {result("softmax", 0, 4, 3)}};  // a baseline alone: no row
-  const auto tables = experiment::outlier_summary_tables(
+  const auto tables = experiment::outlier_summary_tables(experiment::paired_outliers(
       {"vit", "opt", "bert"}, results,
-      {{"softmax", "clipped(-1e-5,1)", "softmax1"}, {"softmax", "clipped(-0.1,1)", "clipped(-0.2,1)"}, {"softmax"}});
+      {{"softmax", "clipped(-1e-5,1)", "softmax1"}, {"softmax", "clipped(-0.1,1)", "clipped(-0.2,1)"}, {"softmax"}}));
   // vit clipped: -1 and +1 (mean 0, population std 1, lower in 1 of 2); kurtosis +1 and -1.
   EXPECT_NE(tables.find("Δ max inf-norm, variant − baseline:\n\n| task | baseline | clipped | softmax1 | "
                         "clipped(-0.2,1) |\n|---|---|---|---|---|\n"
@@ -559,7 +559,7 @@ TEST(Runner, OutlierSummaryPairsEachTaskWithItsBaseline) {
   EXPECT_LT(tables.find("Δ max inf-norm"), tables.find("Δ avg kurtosis")) << tables;
   EXPECT_EQ(tables.find("| bert"), std::string::npos) << tables;
   EXPECT_EQ(tables.find("KL"), std::string::npos) << tables;  // no task has a W8A8 KL
-  EXPECT_EQ(experiment::outlier_summary_tables({"bert"}, {results[2]}, {{"softmax"}}), "");
+  EXPECT_EQ(experiment::outlier_summary_tables(experiment::paired_outliers({"bert"}, {results[2]}, {{"softmax"}})), "");
 }
 
 // The data behind the summary: per task, each variant's differences seed by seed, with the seeds they come from.
@@ -591,7 +591,8 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
   EXPECT_NEAR(gated["w8a8_kl_mnats"][1].get<double>(), 3.0, 1e-12);
   EXPECT_TRUE(experiment::paired_outliers({"opt"}, {results[1]}, {{"softmax"}}).empty());
   // The summary's third table; a task without a KL (a forecast) would have no row in it.
-  const auto tables = experiment::outlier_summary_tables({"bert"}, {results[0]}, {{"softmax", "gated(mlp)"}});
+  const auto tables = experiment::outlier_summary_tables(
+      experiment::paired_outliers({"bert"}, {results[0]}, {{"softmax", "gated(mlp)"}}));
   EXPECT_NE(tables.find("Δ W8A8 KL (mnats), variant − baseline:\n\n| task | baseline | gated |\n|---|---|---|\n"
                         "| bert | softmax | +2.00 ± 1.00 (0/2) |\n"),
             std::string::npos)
