@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "outeffhop/experiment/evaluation.h"
 #include "outeffhop/experiment/runner.h"
 #include "saved_model.h"
 

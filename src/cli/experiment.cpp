@@ -13,6 +13,7 @@
 
 #include "build_config.h"
 #include "commands.h"
+#include "outeffhop/experiment/results_table.h"
 #include "outeffhop/experiment/runner.h"
 #include "plot.h"
 

@@ -1,5 +1,5 @@
-// The result tables of a task (see runner.h): one row per variant, mean ± population std over seeds, in the layout
-// of the paper's Table 1 (Table 2 for forecasting); and each variant against the first, seed by seed.
+// The result tables of a task (see results_table.h): one row per variant, mean ± population std over seeds, in the
+// layout of the paper's Table 1 (Table 2 for forecasting); and each variant against the first, seed by seed.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "analysis/mean_std.h"
-#include "outeffhop/experiment/runner.h"
+#include "outeffhop/experiment/results_table.h"
 
 namespace outeffhop::experiment {
 

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "outeffhop/experiment/config.h"
+#include "outeffhop/experiment/evaluation.h"
+#include "outeffhop/experiment/results_table.h"
 #include "outeffhop/experiment/runner.h"
 #include "outeffhop/experiment/task.h"
 #include "outeffhop/models/vit.h"
