@@ -1,6 +1,7 @@
 // BERT masked-language model (see bert.h).
 #include "outeffhop/models/bert.h"
 
+#include "check_ids.h"
 #include "init_weights.h"
 #include "outeffhop/nn/encoder_layer.h"
 
@@ -53,6 +54,8 @@ at::Tensor BertForMaskedLMImpl::forward(const at::Tensor& ids, const at::Tensor&
                 "predict must be B x T like ids ",
                 ids.sizes(), ", got ", t->sizes());
   const auto types = token_type_ids.defined() ? token_type_ids : at::zeros_like(ids);
+  check_ids_in_range(ids, config_.vocab_size, "BertForMaskedLM: token ids");
+  check_ids_in_range(types, config_.type_vocab_size, "BertForMaskedLM: token_type_ids");
   const auto words = points_.pass("embeddings.word_embeddings", word_embeddings_->forward(ids));
   const auto positions =
       points_.pass("embeddings.position_embeddings", position_embeddings_->forward(at::arange(T, ids.options())));

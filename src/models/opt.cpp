@@ -3,6 +3,7 @@
 
 #include <torch/nn/functional/loss.h>
 
+#include "check_ids.h"
 #include "init_weights.h"
 #include "outeffhop/nn/transformer_block.h"
 
@@ -42,6 +43,7 @@ at::Tensor OptForCausalLMImpl::forward(const at::Tensor& ids) {
   const int64_t T = ids.size(1);
   TORCH_CHECK(T >= 1 && T <= config_.max_positions, "OptForCausalLM: sequence length ", T, " outside [1, ",
               config_.max_positions, "]");
+  check_ids_in_range(ids, config_.vocab_size, "OptForCausalLM: token ids");
   const auto positions = at::arange(kPositionOffset, T + kPositionOffset, ids.options());
   const auto tokens = points_.pass("embed_tokens", embed_tokens_->forward(ids));
   const auto pos = points_.pass("embed_positions", embed_positions_->forward(positions));

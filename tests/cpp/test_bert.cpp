@@ -48,6 +48,18 @@ TEST(Bert, NamesShapesAndPredictPositions) {
   changed[2][8] = (changed[2][8].item<int64_t>() + 1) % 40;
   EXPECT_TRUE(at::allclose(m->forward(changed, types, keep)[2].slice(0, 0, 6), full[2].slice(0, 0, 6), 1e-5, 1e-6));
   EXPECT_THROW(m->forward(ids, types.slice(1, 0, 5)), c10::Error);
+  auto expect_range_error = [&](const at::Tensor& i, const at::Tensor& t, const std::string& message) {
+    try {
+      m->forward(i, t, keep);
+      ADD_FAILURE() << "accepted: " << message;
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace()).find(message), std::string::npos) << e.what_without_backtrace();
+    }
+  };
+  auto outside = ids.clone();
+  outside[0][0] = 40, outside[0][1] = 0;
+  expect_range_error(outside, types, "token ids must lie in [0, 40), got values from 0 to 40");
+  expect_range_error(ids, types + 1, "token_type_ids must lie in [0, 2)");
 }
 
 TEST(Bert, VariantsPointsHooksAndInt8InputPoints) {

@@ -46,6 +46,17 @@ TEST(OptModel, HuggingFaceNamesShapesAndTiedHead) {
   for (const auto& p : params) EXPECT_EQ(p.key().find("lm_head"), std::string::npos);  // tied to embed_tokens
   EXPECT_EQ(m->forward(ids(3, 7)).sizes(), at::IntArrayRef({3, 7, 32}));
   EXPECT_THROW(m->forward(ids(1, 25)), c10::Error);  // longer than max_positions
+  for (const int64_t bad : {32, -1}) {  // outside the vocabulary: a message naming the range, not the lookup's
+    auto wrong = ids(2, 5);
+    wrong[1][3] = bad;
+    try {
+      m->forward(wrong);
+      ADD_FAILURE() << "token id " << bad << " was accepted";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what_without_backtrace()).find("token ids must lie in [0, 32)"), std::string::npos)
+          << e.what_without_backtrace();
+    }
+  }
 }
 
 TEST(OptModel, IsCausal) {
