@@ -22,7 +22,7 @@ void add_eval(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval",
-                                 "evaluate a model saved by `outeffhop experiment` in FP32, FP16, BF16, "
+                                 "Evaluate a model saved by `outeffhop experiment` in FP32, FP16, BF16, "
                                  "W8A8 (simulated) and INT8 (real): task metric, KL and top-1 agreement "
                                  "against FP32, avg kurtosis and max inf-norm");
   cmd->add_option("--checkpoint", a->checkpoint, "RUNS_DIR/NAME/TASK/RUN/model.safetensors")

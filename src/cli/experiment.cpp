@@ -323,7 +323,7 @@ void add_experiment(CLI::App& app) {
   auto a = std::make_shared<ExperimentArgs>();
   auto* cmd = app.add_subcommand(
       "experiment",
-      "train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
+      "Train and evaluate every task x attention variant x seed of a YAML config (resumable; finished "
       "runs are skipped) and write the paper's Table 1 (Table 2 for forecasting) layout and figures");
   auto* config = cmd->add_option("--config", a->config, "a YAML experiment config")->check(CLI::ExistingFile);
   cmd->add_option("--preset", a->preset,

@@ -16,8 +16,8 @@ void add_logits(CLI::App& app) {
   auto images = std::make_shared<std::string>();
   auto types = std::make_shared<std::vector<int64_t>>();
   auto* cmd = app.add_subcommand("logits",
-                                 "print, as JSON, the logits of a saved model: per position for token ids "
-                                 "(OPT), per image for images (ViT)");
+                                 "Print, as JSON, the logits of a saved model: per position for token ids "
+                                 "(OPT, BERT), per image for images (ViT)");
   cmd->add_option("--checkpoint", *path, "a model.safetensors written by `outeffhop experiment`")
       ->required()
       ->check(CLI::ExistingFile);

@@ -19,7 +19,7 @@ void add_tokenize(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("tokenize",
-                                 "token ids of each line of a text file, as JSON lines: BERT's WordPiece or "
+                                 "Token ids of each line of a text file, as JSON lines: BERT's WordPiece or "
                                  "GPT-2's byte-level BPE");
   auto* wordpiece = cmd->add_option("--wordpiece", a->wordpiece,
                                     "a BERT vocab.txt (e.g. ../shared/data/tokenizers/bert-base-uncased-vocab.txt)")
