@@ -2,9 +2,9 @@
 // every finished run records (FP32 with the paper's outlier statistics, then reduced precisions against FP32).
 #pragma once
 #include <c10/core/Device.h>
+#include <nlohmann/json.hpp>
 
 #include <functional>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -36,8 +36,8 @@ nlohmann::json track_outliers(const Task& task, TaskModel& model, const nn::Acti
 
 struct EvaluateOptions {
   std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"};  // FP32 is always evaluated
-  uint64_t calibration_seed = 2000;                    // draws the W8A8 calibration batches from the training data
-  bool time_int8 = true;                               // time one forward pass in FP32 and with INT8 Linears
+  uint64_t calibration_seed = 2000;  // draws the W8A8 calibration batches from the training data
+  bool time_int8 = true;             // time one forward pass in FP32 and with INT8 Linears
   std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
   std::optional<at::Device> native_half;  // FP16/BF16 run natively on this device (a GPU); unset: emulated on CPU
 };
