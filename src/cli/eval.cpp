@@ -7,16 +7,30 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/evaluation.h"
 #include "outeffhop/experiment/runner.h"
 #include "saved_model.h"
 
 namespace outeffhop::cli {
+namespace {
+
+// `eval --set`: only what is evaluated and on which data may change; the held-out split may not, since the text
+// outside it is what the model trained on.
+void set_evaluation_setting(nlohmann::json& task_config, const std::string& assignment) {
+  TORCH_CHECK(assignment.starts_with("data.") || assignment.starts_with("eval."), "eval --set ", assignment,
+              ": only data.* and eval.* settings can change for a saved model");
+  TORCH_CHECK(!assignment.starts_with("data.held_out"), "eval --set ", assignment,
+              ": the held-out split is fixed by training (the rest of the data is what the model trained on)");
+  experiment::apply_override(task_config, assignment);
+}
+
+}  // namespace
 
 void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
-    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float;
+    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, overrides;
     std::string native_half, eval_text;
     bool json = false;
   };
@@ -40,8 +54,13 @@ void add_eval(CLI::App& app) {
                   "instead of emulating the rounding on CPU");
   cmd->add_option("--eval-text", a->eval_text,
                   "lm (OPT) models: evaluate on this text file instead of the task's (WikiText-2 valid); BOM, CRLF "
-                  "and a Gutenberg header and footer are removed")
+                  "and a Gutenberg header and footer are removed (--set data.eval_text=PATH, with PATH relative to "
+                  "here rather than the data dir)")
       ->check(CLI::ExistingFile);
+  cmd->add_option("--set", a->overrides,
+                  "change a data or eval setting of the saved task config: path=value, e.g. eval.batches=64 or "
+                  "data.eval_text=text/tinyshakespeare.txt (repeatable); a change that would alter the model as "
+                  "saved is refused");
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
@@ -51,8 +70,13 @@ void add_eval(CLI::App& app) {
                   task_config.at("task").get<std::string>(), " model; only lm (OPT) models evaluate on a text file");
       task_config["data"]["eval_text"] = std::filesystem::weakly_canonical(a->eval_text).string();
     }
+    const auto saved_config = task_config;
+    for (const auto& assignment : a->overrides) set_evaluation_setting(task_config, assignment);
     const auto task = experiment::make_task(
-        experiment::ConfigReader(task_config, a->checkpoint + " (config metadata)"), a->data_dir);
+        experiment::ConfigReader(task_config, a->checkpoint + " (config metadata and --set)"), a->data_dir);
+    for (const char* part : {"model", "derived"})  // what the saved weights were made for
+      TORCH_CHECK(task->resolved()[part] == saved_config[part], "--set changes the model the checkpoint holds: ",
+                  part, " was ", saved_config[part].dump(), ", is now ", task->resolved()[part].dump());
     experiment::EvaluateOptions options;
     options.precisions = a->precisions;
     options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
@@ -72,10 +96,11 @@ void add_eval(CLI::App& app) {
       return;
     }
     const bool values = task->regression();
-    std::printf("%s (%s: %s; %s; FP16/BF16 %s)\n| precision | %s | %s |\n|---|---|---|---|\n",
+    std::printf("%s (%s: %s; %s; FP16/BF16 %s; %.0f samples)\n| precision | %s | %s |\n|---|---|---|---|\n",
                 a->checkpoint.c_str(), task->label().c_str(), task->description().c_str(),
                 saved.config.at("variant").get<std::string>().c_str(),
-                result["half_precision"].get<std::string>().c_str(), task->metric_name().c_str(),
+                result["half_precision"].get<std::string>().c_str(), result["fp32"]["samples"].get<double>(),
+                task->metric_name().c_str(),
                 values ? "MAE | output change vs FP32 %" : "KL vs FP32 (mnats) | same top-1 %");
     auto row = [values](const std::string& label, const nlohmann::json& r) {
       if (values)

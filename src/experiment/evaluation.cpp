@@ -177,6 +177,7 @@ json evaluate_batches(const Task& task, TaskModel& model, const std::vector<Batc
   }
   json e;
   for (const auto& [key, total] : sum) e[key] = total / rows;
+  e["samples"] = rows;  // sequences, images or series windows: what the means are over
   if (task.regression()) e["mse"] = e["loss"];
   e["metric"] = task.metric(e["loss"].get<double>(), e.value("accuracy", 0.0));
   return e;
