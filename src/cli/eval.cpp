@@ -16,13 +16,17 @@ namespace outeffhop::cli {
 namespace {
 
 // `eval --set`: only what is evaluated and on which data may change; the held-out split may not, since the text
-// outside it is what the model trained on.
-void set_evaluation_setting(nlohmann::json& task_config, const std::string& assignment) {
-  TORCH_CHECK(assignment.starts_with("data.") || assignment.starts_with("eval."), "eval --set ", assignment,
-              ": only data.* and eval.* settings can change for a saved model");
-  TORCH_CHECK(!assignment.starts_with("data.held_out"), "eval --set ", assignment,
-              ": the held-out split is fixed by training (the rest of the data is what the model trained on)");
-  experiment::apply_override(task_config, assignment);
+// outside it is what the model trained on. Whether the model changed is checked once the task is rebuilt.
+void set_evaluation_settings(nlohmann::json& task_config, const std::vector<std::string>& assignments) {
+  const auto held_out = task_config["data"].value("held_out", nlohmann::json());
+  for (const auto& assignment : assignments) {
+    TORCH_CHECK(assignment.starts_with("data.") || assignment.starts_with("eval."), "eval --set ", assignment,
+                ": only data.* and eval.* settings can change for a saved model");
+    experiment::apply_override(task_config, assignment);
+  }
+  TORCH_CHECK(task_config["data"].value("held_out", nlohmann::json()) == held_out,
+              "eval --set: the held-out split is fixed by training (the rest of the data is what the model trained "
+              "on); data.held_out stays ", held_out.dump());
 }
 
 }  // namespace
@@ -71,7 +75,7 @@ void add_eval(CLI::App& app) {
       task_config["data"]["eval_text"] = std::filesystem::weakly_canonical(a->eval_text).string();
     }
     const auto saved_config = task_config;
-    for (const auto& assignment : a->overrides) set_evaluation_setting(task_config, assignment);
+    set_evaluation_settings(task_config, a->overrides);
     const auto task = experiment::make_task(
         experiment::ConfigReader(task_config, a->checkpoint + " (config metadata and --set)"), a->data_dir);
     for (const char* part : {"model", "derived"})  // what the saved weights were made for
