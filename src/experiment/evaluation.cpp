@@ -5,8 +5,10 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
+#include <tuple>
 
 #include "bench/timing.h"
 #include "outeffhop/analysis/activation_peaks.h"
@@ -135,6 +137,16 @@ bool wants(const std::vector<std::string>& precisions, const std::string& p) {
   return std::find(precisions.begin(), precisions.end(), p) != precisions.end();
 }
 
+// One evaluation pass with a line on stderr when it ends: a whole text takes minutes in all precisions.
+template <class Pass>
+json timed_pass(const std::string& what, const std::vector<Batch>& batches, Pass&& pass) {
+  const auto start = std::chrono::steady_clock::now();
+  auto result = pass();
+  std::fprintf(stderr, "[eval] %s: %zu batches in %.1f s\n", what.c_str(), batches.size(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return result;
+}
+
 }  // namespace
 
 json evaluate_batches(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
@@ -233,23 +245,29 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   });
   std::vector<at::Tensor> reference;
   const auto& batches = task.eval_batches();
-  result["fp32"] = evaluate_batches(task, model, batches, nullptr, &reference);
+  result["fp32"] = timed_pass("FP32 with outlier statistics", batches,
+                              [&] { return evaluate_batches(task, model, batches, nullptr, &reference); });
   points->clear_observers();
   std::map<std::string, std::vector<at::Tensor>> extra_reference;
   for (const auto& [name, extra] : task.extra_evaluations())
-    result["extra"][name]["fp32"] = evaluate_batches(task, model, extra, nullptr, &extra_reference[name]);
+    result["extra"][name]["fp32"] = timed_pass("FP32 on " + name, extra, [&] {
+      return evaluate_batches(task, model, extra, nullptr, &extra_reference[name]);
+    });
   result["outliers"] = outlier_json(stats);
   result["outliers"]["peaks"] = peaks_json(peaks, batches);
   result["attention"] = attention_use_json(model, points, batches);
-  for (const auto& [key, type] : {std::pair{"fp16", at::kHalf}, std::pair{"bf16", at::kBFloat16}}) {
+  for (const auto& [key, label, type] :
+       {std::tuple{"fp16", "FP16", at::kHalf}, std::tuple{"bf16", "BF16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
     if (options.native_half) {
       analysis::NativeHalfPrecision half(*model.module, type, *options.native_half);
-      result[key] = evaluate_batches(task, model, batches, &reference, nullptr,
-                                     [&half](const at::Tensor& x) { return half.input(x); });
+      result[key] = timed_pass(label, batches, [&] {
+        return evaluate_batches(task, model, batches, &reference, nullptr,
+                                [&half](const at::Tensor& x) { return half.input(x); });
+      });
     } else {
       analysis::HalfPrecisionEmulation half(*model.module, points, type);
-      result[key] = evaluate_batches(task, model, batches, &reference);
+      result[key] = timed_pass(label, batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     }
   }
   result["half_precision"] = options.native_half ? "native on " + options.native_half->str() : "emulated";
@@ -273,9 +291,11 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   sim.quantize();
   const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
-    result["w8a8"] = evaluate_batches(task, model, batches, &reference);
+    result["w8a8"] = timed_pass("W8A8", batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     for (const auto& [name, extra] : task.extra_evaluations())
-      result["extra"][name]["w8a8"] = evaluate_batches(task, model, extra, &extra_reference[name]);
+      result["extra"][name]["w8a8"] = timed_pass("W8A8 on " + name, extra, [&] {
+        return evaluate_batches(task, model, extra, &extra_reference[name]);
+      });
     result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points, ranges);
   }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
@@ -285,7 +305,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   if (int8) {  // real INT8 Linears (LibTorch's quantized engine) with the same ranges: agreement with the simulation
     const analysis::Int8Linears linears(*model.module, ranges, input_point);
     linears.attach(*points);
-    result["int8"] = evaluate_batches(task, model, batches, &reference);
+    result["int8"] = timed_pass("INT8", batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     result["int8"]["engine"] = analysis::current_quantized_engine();
     points->set_linear_override(nullptr);
     // Parameter memory: every parameter in float32, vs the INT8 Linears' weights in one byte each.
