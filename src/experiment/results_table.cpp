@@ -96,7 +96,7 @@ std::string results_table(const Task& task, const std::vector<json>& results,
                           const std::vector<std::string>& variants) {
   if (task.regression()) return forecast_table(results, variants);
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
-  std::set<std::string> extras;  // further evaluation sets: an FP32 and a W8A8 column each
+  std::set<std::string> extras;  // further evaluation sets: FP32, W8A8 and W8A8 KL columns each
   for (const auto& r : results)
     if (r.contains("extra"))
       for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
@@ -104,9 +104,10 @@ std::string results_table(const Task& task, const std::vector<json>& results,
   std::ostringstream md;
   md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
      << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "");
-  for (const auto& name : extras) md << " FP32 " << name << " " << m << " | W8A8 " << name << " " << m << " |";
+  for (const auto& name : extras)
+    md << " FP32 " << name << " " << m << " | W8A8 " << name << " " << m << " | W8A8 " << name << " KL (mnats) |";
   md << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "");
-  for (size_t i = 0; i < extras.size(); ++i) md << "---|---|";
+  for (size_t i = 0; i < extras.size(); ++i) md << "---|---|---|";
   md << "---|---|---|\n";
   auto cell = [](const std::vector<double>& v, int digits) { return mean_std_cell(v, digits); };
   for (const auto& v : variants) {
@@ -116,8 +117,11 @@ std::string results_table(const Task& task, const std::vector<json>& results,
       for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[p].push_back(r[p]["metric"].get<double>());
       for (const auto& name : extras)
         for (const char* p : {"fp32", "w8a8"})
-          if (r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains(p))
-            col[name + " " + p].push_back(r["extra"][name][p]["metric"].get<double>());
+          if (r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains(p)) {
+            const auto& e = r["extra"][name][p];
+            col[name + " " + p].push_back(e["metric"].get<double>());
+            if (e.contains("kl")) col[name + " kl"].push_back(1e3 * e["kl"].get<double>());
+          }
       col["kl"].push_back(1e3 * r["w8a8"]["kl"].get<double>());
       col["top1"].push_back(100 * r["w8a8"]["same_top1"].get<double>());
       if (r.contains("int8")) col["int8"].push_back(r["int8"]["metric"].get<double>());
@@ -133,7 +137,8 @@ std::string results_table(const Task& task, const std::vector<json>& results,
     md << "| " << v << " | " << cell(col["fp32"], 3) << " | " << cell(col["fp16"], 3) << " | " << cell(col["bf16"], 3)
        << " | " << cell(col["w8a8"], 3) << " | " << cell(col["kl"], 2) << " | " << cell(col["top1"], 2) << " | ";
     if (int8) md << opt("int8", 3) << " | " << opt("speedup", 2) << " | ";
-    for (const auto& name : extras) md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | ";
+    for (const auto& name : extras)
+      md << opt(name + " fp32", 3) << " | " << opt(name + " w8a8", 3) << " | " << opt(name + " kl", 2) << " | ";
     md << cell(col["kurt"], 2) << " | " << cell(col["inf"], 2) << " | " << col["fp32"].size() << " |\n";
   }
   return md.str();

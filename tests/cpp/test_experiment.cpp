@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -843,7 +844,14 @@ TEST(Task, HeldOutBooksAreASecondEvaluationAndSavedRunsKeepTheirSplit) {
     result["variant"] = "softmax1";
     const auto table = experiment::results_table(*task, {result}, {"softmax1"});
     const auto m = task->metric_name();
-    EXPECT_NE(table.find("| FP32 books " + m + " | W8A8 books " + m + " |"), std::string::npos) << table;
+    EXPECT_NE(table.find("| FP32 books " + m + " | W8A8 books " + m + " | W8A8 books KL (mnats) |"), std::string::npos)
+        << table;
+    char books_cells[96];  // the row's books cells: FP32, W8A8, and the KL in millinats
+    std::snprintf(books_cells, sizeof books_cells, "| %.3f | %.3f | %.2f |",
+                  result["extra"]["books"]["fp32"]["metric"].get<double>(),
+                  result["extra"]["books"]["w8a8"]["metric"].get<double>(),
+                  1e3 * result["extra"]["books"]["w8a8"]["kl"].get<double>());
+    EXPECT_NE(table.find(books_cells), std::string::npos) << books_cells << "\n" << table;
 
     // A saved run's config without held_out trained on everything (held_out 0 is left out of a resolved config, so
     // that runs from before it keep theirs): rebuilt, it holds nothing out, where the default would.
