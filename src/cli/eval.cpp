@@ -15,18 +15,20 @@
 namespace outeffhop::cli {
 namespace {
 
-// `eval --set`: only what is evaluated and on which data may change; the held-out split may not, since the text
-// outside it is what the model trained on. Whether the model changed is checked once the task is rebuilt.
+// `eval --set`: only what is evaluated and on which data may change. The data settings that training fixed stay: the
+// held-out split (the rest is what the model trained on) and what makes its tokens (a vocabulary of the same size
+// would pass the model check and read other tokens). Whether the model changed is checked once the task is rebuilt.
 void set_evaluation_settings(nlohmann::json& task_config, const std::vector<std::string>& assignments) {
-  const auto held_out = task_config["data"].value("held_out", nlohmann::json());
+  const auto saved_data = task_config["data"];
   for (const auto& assignment : assignments) {
     TORCH_CHECK(assignment.starts_with("data.") || assignment.starts_with("eval."), "eval --set ", assignment,
                 ": only data.* and eval.* settings can change for a saved model");
     experiment::apply_override(task_config, assignment);
   }
-  TORCH_CHECK(task_config["data"].value("held_out", nlohmann::json()) == held_out,
-              "eval --set: the held-out split is fixed by training (the rest of the data is what the model trained "
-              "on); data.held_out stays ", held_out.dump());
+  for (const char* key : {"held_out", "tokenizer", "bos", "vocab", "sentencepiece_model", "sentencepiece_vocab"})
+    if (saved_data.contains(key))  // a key the task does not have is left to its reader to refuse
+      TORCH_CHECK(task_config["data"].value(key, nlohmann::json()) == saved_data[key], "eval --set: data.", key,
+                  " is fixed by training (the model was trained with ", saved_data[key].dump(), ")");
 }
 
 }  // namespace
