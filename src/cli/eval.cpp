@@ -64,9 +64,9 @@ void add_eval(CLI::App& app) {
                   "here rather than the data dir)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--set", a->overrides,
-                  "change a data or eval setting of the saved task config: path=value, e.g. eval.batches=64 or "
-                  "data.eval_text=text/tinyshakespeare.txt (repeatable); a change that would alter the model as "
-                  "saved is refused");
+                  "change a data or eval setting of the saved task config: path=value, e.g. eval.batches=all (every "
+                  "batch of the evaluation text and held-out split) or data.eval_text=text/tinyshakespeare.txt "
+                  "(repeatable); a change that would alter the model as saved is refused");
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);

@@ -26,6 +26,8 @@ class MarkerCopyTask : public OptTask {
     nlohmann::json train_json, eval_json;
     read_train_options(config.child("train"), train_, batch_, train_json);
     read_evaluation_options(config.child("eval"), evaluation_, eval_json);
+    if (evaluation_.batches == EvaluationOptions::all)  // the samples are drawn, not read: there is no "all"
+      config.child("eval").fail("batches", "must be a number for marker-copy, whose evaluation samples are drawn");
     // Token ids: 0..tokens-1 content, tokens = the marker, tokens + 1 = BOS.
     resolved_ = {{"task", "marker-copy"}, {"data", {{"tokens", tokens_}, {"seq", seq_}, {"marker_rate", marker_rate_}}},
                  {"model", model},        {"train", train_json},

@@ -80,14 +80,17 @@ void read_train_options(ConfigReader c, train::TrainOptions& t, int64_t& batch, 
 }
 
 void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::json& resolved) {
-  e.batches = c.get("batches", e.batches);
+  if (c.has("batches") && c.required<nlohmann::json>("batches") == "all")
+    e.batches = EvaluationOptions::all;
+  else
+    e.batches = c.get("batches", e.batches);
   e.calibration_batches = c.get("calibration_batches", e.calibration_batches);
   e.track_every = c.get("track_every", e.track_every);
   e.int8 = c.get("int8", e.int8);
   c.finish();
   if (e.batches < 1 || e.calibration_batches < 1 || e.track_every < 0)
-    c.fail("", "needs batches >= 1, calibration_batches >= 1, track_every >= 0");
-  resolved = {{"batches", e.batches},
+    c.fail("", "needs batches >= 1 (or all), calibration_batches >= 1, track_every >= 0");
+  resolved = {{"batches", e.batches == EvaluationOptions::all ? nlohmann::json("all") : nlohmann::json(e.batches)},
               {"calibration_batches", e.calibration_batches},
               {"track_every", e.track_every},
               {"int8", e.int8}};

@@ -109,6 +109,24 @@ TEST(Config, TaskLabelsComeFromTheConfigAlone) {
   EXPECT_EQ(experiment::make_task({marker, "test"}, "")->label(), label(marker.dump()));
 }
 
+// eval.batches is a count >= 1 or "all"; marker-copy draws its samples, so "all" means nothing there.
+TEST(ExperimentConfig, EvalBatchesIsACountOrAll) {
+  const auto refusal = [](const json& eval) {
+    try {
+      experiment::make_task({json{{"task", "marker-copy"}, {"eval", eval}}, "test"}, "");
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(refusal({{"batches", "all"}}).find("'eval.batches' must be a number for marker-copy"), std::string::npos)
+      << refusal({{"batches", "all"}});
+  EXPECT_NE(refusal({{"batches", "many"}}).find("'eval.batches' has the wrong type"), std::string::npos)
+      << refusal({{"batches", "many"}});
+  EXPECT_NE(refusal({{"batches", 0}}).find("needs batches >= 1 (or all)"), std::string::npos) << refusal({{"batches", 0}});
+  EXPECT_EQ(refusal({{"batches", 3}}), "accepted");
+}
+
 models::VitConfig toy_vit() {
   models::VitConfig c;
   c.image_size = 8, c.patch_size = 4, c.channels = 1, c.num_classes = 3, c.d_model = 16, c.num_layers = 1;

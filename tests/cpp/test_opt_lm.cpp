@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 
+#include <filesystem>
 #include <fstream>
 #include <set>
 
@@ -307,6 +308,35 @@ TEST(LmTask, HeldOutWindowsAreSpreadEvenlyOverTheHeldOutChunks) {
   for (int64_t i = 0; i < 8; ++i)
     EXPECT_TRUE(books[i / 4].target.view({4, 32})[i % 4].equal(windows[i * stride])) << "window " << i;
   EXPECT_TRUE((books[0].input.select(1, 0) == 256).all().item<bool>());  // the byte BOS
+}
+
+// eval.batches: all takes every whole batch of windows the evaluation text holds (here Tiny Shakespeare, whose raw
+// bytes are the oracle) and of the held-out books, with the held-out windows consecutive (stride 1).
+TEST(LmTask, EvalBatchesAllCoversTheWholeText) {
+  const auto dir = testing::shared_data_dir();
+  if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
+  const nlohmann::json config = {{"task", "lm"},
+                                 {"data", {{"seq", 256}, {"held_out", 0.01}, {"eval_text", "text/tinyshakespeare.txt"}}},
+                                 {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
+                                 {"train", {{"batch", 64}}},
+                                 {"eval", {{"batches", "all"}}}};
+  const auto task = experiment::make_task(experiment::ConfigReader(config, "test"), dir);
+  EXPECT_EQ(task->resolved()["eval"]["batches"], "all");
+  const auto path = dir + "/text/tinyshakespeare.txt";
+  const auto bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  const auto& text = task->eval_batches();
+  ASSERT_EQ(static_cast<int64_t>(text.size()), bytes / 256 / 64);
+  std::ifstream file(path, std::ios::binary);
+  std::string last(256, '\0');
+  file.seekg(static_cast<std::streamoff>(text.size() * 64 * 256 - 256));
+  ASSERT_TRUE(file.read(last.data(), 256));
+  const auto target = text.back().target.view({64, 256})[63];
+  for (int64_t k = 0; k < 256; ++k) ASSERT_EQ(target[k].item<int64_t>(), static_cast<unsigned char>(last[k])) << k;
+  const auto held = data::split_held_out_chunks(data::byte_tokens(data::read_books(dir + "/text/books")), 25600, 0.01)
+                        .second;
+  const auto& books = task->extra_evaluations().at("books");
+  ASSERT_EQ(static_cast<int64_t>(books.size()), held.size(0) / 256 / 64);
+  EXPECT_TRUE(books.back().target.view({64, 256})[63].equal(held.slice(0, books.size() * 64 * 256 - 256, books.size() * 64 * 256)));
 }
 
 // data.eval_text: the evaluation windows come from that file (here one without CRLF or a Gutenberg header, so its raw
