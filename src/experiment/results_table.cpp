@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -63,7 +64,7 @@ std::string forecast_table(const std::vector<json>& results, const std::vector<s
 
 // The differences variant − baseline of `of` over the seeds both have (those seeds into `seeds`, when given).
 std::vector<double> paired_differences(const std::vector<json>& results, const std::string& variant,
-                                       const std::string& baseline, double (*of)(const json&),
+                                       const std::string& baseline, const std::function<double(const json&)>& of,
                                        std::vector<int64_t>* seeds = nullptr) {
   std::vector<double> diff;
   for (const auto& r : results)
@@ -150,7 +151,7 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   struct Measure {
     std::string name;
     int digits;
-    double (*of)(const json& result);
+    std::function<double(const json& result)> of;
   };
   // Decimals for the metric by its size: 4 for an MSE or ppl/byte, 2 for a top-1 %, 1 for a perplexity in thousands.
   double size = 0;
@@ -161,6 +162,18 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
       {"FP32 " + metric, digits, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
       {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
   if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
+  // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
+  std::set<std::string> extras;
+  for (const auto& r : results)
+    if (r.contains("extra"))
+      for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
+  for (const auto& name : extras)
+    if (std::all_of(results.begin(), results.end(), [&](const json& r) {
+          return r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains("w8a8") &&
+                 r["extra"][name]["w8a8"].contains("kl");
+        }))
+      measures.push_back({"W8A8 " + name + " KL (mnats)", 2,
+                          [name](const json& r) { return 1e3 * r["extra"][name]["w8a8"]["kl"].get<double>(); }});
   measures.push_back({"avg kurtosis", 3, avg_kurtosis});
   measures.push_back({"max inf-norm", 3, max_inf_norm});
   std::ostringstream rows;

@@ -548,6 +548,18 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
   EXPECT_NE(kl_table.find("| Δ W8A8 MSE | Δ W8A8 KL (mnats) | Δ avg kurtosis |"), std::string::npos) << kl_table;
   EXPECT_NE(kl_table.find("| +0.0667 ± 0.2357 | -0.67 ± 2.49 | -0.100 ± 0.082 |"), std::string::npos) << kl_table;
   EXPECT_NE(kl_table.find("| 2/3 | 2/3 | 1/3 | 2/3 | 0/3 |"), std::string::npos) << kl_table;
+  // A further evaluation set's W8A8 KL in every result gets its own column (0.040, 0.050, 0.060 against 0.030, 0.055,
+  // 0.070: -10, +5, +10 mnats); one result without it drops the column.
+  auto with_books = with_kl;
+  for (size_t i = 0; i < with_books.size(); ++i)
+    with_books[i]["extra"]["books"]["w8a8"]["kl"] = std::vector{0.040, 0.050, 0.060, 0.030, 0.055, 0.070, 1.0, 1.0}[i];
+  const auto books_table = experiment::paired_table(with_books, {"softmax", "softmax1"}, "MSE");
+  EXPECT_NE(books_table.find("| Δ W8A8 KL (mnats) | Δ W8A8 books KL (mnats) | Δ avg kurtosis |"), std::string::npos)
+      << books_table;
+  EXPECT_NE(books_table.find("| -0.67 ± 2.49 | +1.67 ± 8.50 | -0.100 ± 0.082 |"), std::string::npos) << books_table;
+  EXPECT_NE(books_table.find("| 2/3 | 2/3 | 1/3 | 1/3 | 2/3 | 0/3 |"), std::string::npos) << books_table;
+  with_books[7].erase("extra");
+  EXPECT_EQ(experiment::paired_table(with_books, {"softmax", "softmax1"}, "MSE").find("books"), std::string::npos);
 }
 
 // Two tasks whose clipped variants differ in γ share the "clipped" column; a second variant of one family gets its own
