@@ -91,16 +91,22 @@ bool all_have_w8a8_kl(const std::vector<json>& results) {
                      [](const json& r) { return r.contains("w8a8") && r["w8a8"].contains("kl"); });
 }
 
+// The further evaluation sets (Task::extra_evaluations) any result has, by name.
+std::set<std::string> extra_set_names(const std::vector<json>& results) {
+  std::set<std::string> names;
+  for (const auto& r : results)
+    if (r.contains("extra"))
+      for (const auto& [name, e] : r["extra"].items()) names.insert(name);
+  return names;
+}
+
 }  // namespace
 
 std::string results_table(const Task& task, const std::vector<json>& results,
                           const std::vector<std::string>& variants) {
   if (task.regression()) return forecast_table(results, variants);
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
-  std::set<std::string> extras;  // further evaluation sets: FP32, W8A8 and W8A8 KL columns each
-  for (const auto& r : results)
-    if (r.contains("extra"))
-      for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
+  const auto extras = extra_set_names(results);  // FP32, W8A8 and W8A8 KL columns each
   const auto m = task.metric_name();
   std::ostringstream md;
   md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
@@ -163,11 +169,7 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
       {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
   if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
   // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
-  std::set<std::string> extras;
-  for (const auto& r : results)
-    if (r.contains("extra"))
-      for (const auto& [name, e] : r["extra"].items()) extras.insert(name);
-  for (const auto& name : extras)
+  for (const auto& name : extra_set_names(results))
     if (std::all_of(results.begin(), results.end(), [&](const json& r) {
           return r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains("w8a8") &&
                  r["extra"][name]["w8a8"].contains("kl");

@@ -40,7 +40,7 @@ struct TaskModel {
 struct EvaluationOptions {
   // eval.batches: all, every batch the evaluation data holds (tasks cap the count at what their data holds).
   static constexpr int64_t all = std::numeric_limits<int64_t>::max();
-  int64_t batches = 8;              // evaluation batches (fixed; the same for every run); `all` below: every one
+  int64_t batches = 8;              // evaluation batches (fixed; the same for every run), or `all`
   int64_t calibration_batches = 4;  // W8A8 range calibration batches (Task::calibration_batch says from where)
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
