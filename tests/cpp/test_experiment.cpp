@@ -110,7 +110,7 @@ TEST(Config, TaskLabelsComeFromTheConfigAlone) {
 }
 
 // eval.batches is a count >= 1 or "all"; marker-copy draws its samples, so "all" means nothing there.
-TEST(ExperimentConfig, EvalBatchesIsACountOrAll) {
+TEST(Config, EvalBatchesIsACountOrAll) {
   const auto refusal = [](const json& eval) {
     try {
       experiment::make_task({json{{"task", "marker-copy"}, {"eval", eval}}, "test"}, "");
@@ -123,7 +123,8 @@ TEST(ExperimentConfig, EvalBatchesIsACountOrAll) {
       << refusal({{"batches", "all"}});
   EXPECT_NE(refusal({{"batches", "many"}}).find("'eval.batches' has the wrong type"), std::string::npos)
       << refusal({{"batches", "many"}});
-  EXPECT_NE(refusal({{"batches", 0}}).find("needs batches >= 1 (or all)"), std::string::npos) << refusal({{"batches", 0}});
+  EXPECT_NE(refusal({{"batches", 0}}).find("needs batches >= 1 (or all)"), std::string::npos)
+      << refusal({{"batches", 0}});
   EXPECT_EQ(refusal({{"batches", 3}}), "accepted");
 }
 

@@ -315,8 +315,9 @@ TEST(LmTask, HeldOutWindowsAreSpreadEvenlyOverTheHeldOutChunks) {
 TEST(LmTask, EvalBatchesAllCoversTheWholeText) {
   const auto dir = testing::shared_data_dir();
   if (dir.empty()) GTEST_SKIP() << "no ../shared/data";
+  const nlohmann::json data = {{"seq", 256}, {"held_out", 0.01}, {"eval_text", "text/tinyshakespeare.txt"}};
   const nlohmann::json config = {{"task", "lm"},
-                                 {"data", {{"seq", 256}, {"held_out", 0.01}, {"eval_text", "text/tinyshakespeare.txt"}}},
+                                 {"data", data},
                                  {"model", {{"d_model", 16}, {"layers", 1}, {"heads", 2}, {"d_ff", 32}}},
                                  {"train", {{"batch", 64}}},
                                  {"eval", {{"batches", "all"}}}};
@@ -336,7 +337,8 @@ TEST(LmTask, EvalBatchesAllCoversTheWholeText) {
                         .second;
   const auto& books = task->extra_evaluations().at("books");
   ASSERT_EQ(static_cast<int64_t>(books.size()), held.size(0) / 256 / 64);
-  EXPECT_TRUE(books.back().target.view({64, 256})[63].equal(held.slice(0, books.size() * 64 * 256 - 256, books.size() * 64 * 256)));
+  const auto end = static_cast<int64_t>(books.size()) * 64 * 256;
+  EXPECT_TRUE(books.back().target.view({64, 256})[63].equal(held.slice(0, end - 256, end)));
 }
 
 // data.eval_text: the evaluation windows come from that file (here one without CRLF or a Gutenberg header, so its raw
