@@ -91,6 +91,12 @@ bool all_have_w8a8_kl(const std::vector<json>& results) {
                      [](const json& r) { return r.contains("w8a8") && r["w8a8"].contains("kl"); });
 }
 
+// A result's pass `p` ("fp32", "w8a8") on the further evaluation set `name`, or null when it has none.
+const json* extra_pass(const json& r, const std::string& name, const char* p) {
+  if (!r.contains("extra") || !r["extra"].contains(name) || !r["extra"][name].contains(p)) return nullptr;
+  return &r["extra"][name][p];
+}
+
 // The further evaluation sets (Task::extra_evaluations) any result has, by name.
 std::set<std::string> extra_set_names(const std::vector<json>& results) {
   std::set<std::string> names;
@@ -124,10 +130,9 @@ std::string results_table(const Task& task, const std::vector<json>& results,
       for (const char* p : {"fp32", "fp16", "bf16", "w8a8"}) col[p].push_back(r[p]["metric"].get<double>());
       for (const auto& name : extras)
         for (const char* p : {"fp32", "w8a8"})
-          if (r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains(p)) {
-            const auto& e = r["extra"][name][p];
-            col[name + " " + p].push_back(e["metric"].get<double>());
-            if (e.contains("kl")) col[name + " kl"].push_back(1e3 * e["kl"].get<double>());
+          if (const auto* e = extra_pass(r, name, p)) {
+            col[name + " " + p].push_back((*e)["metric"].get<double>());
+            if (e->contains("kl")) col[name + " kl"].push_back(1e3 * (*e)["kl"].get<double>());
           }
       col["kl"].push_back(1e3 * r["w8a8"]["kl"].get<double>());
       col["top1"].push_back(100 * r["w8a8"]["same_top1"].get<double>());
@@ -171,8 +176,8 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
   for (const auto& name : extra_set_names(results))
     if (std::all_of(results.begin(), results.end(), [&](const json& r) {
-          return r.contains("extra") && r["extra"].contains(name) && r["extra"][name].contains("w8a8") &&
-                 r["extra"][name]["w8a8"].contains("kl");
+          const auto* w8a8 = extra_pass(r, name, "w8a8");
+          return w8a8 && w8a8->contains("kl");
         }))
       measures.push_back({"W8A8 " + name + " KL (mnats)", 2,
                           [name](const json& r) { return 1e3 * r["extra"][name]["w8a8"]["kl"].get<double>(); }});
