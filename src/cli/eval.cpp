@@ -38,7 +38,7 @@ void add_eval(CLI::App& app) {
     std::string checkpoint, data_dir = "../shared/data";
     std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, overrides;
     std::string native_half, eval_text;
-    bool json = false;
+    bool json = false, skip_held_out = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval",
@@ -67,6 +67,8 @@ void add_eval(CLI::App& app) {
                   "change a data or eval setting of the saved task config: path=value, e.g. eval.batches=all (every "
                   "batch of the evaluation text and held-out split) or data.eval_text=text/tinyshakespeare.txt "
                   "(repeatable); a change that would alter the model as saved is refused");
+  cmd->add_flag("--skip-held-out", a->skip_held_out,
+                "evaluate the main evaluation set only, not the held-out books (lm, bert tasks with data.held_out)");
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
@@ -85,6 +87,7 @@ void add_eval(CLI::App& app) {
                   part, " was ", saved_config[part].dump(), ", is now ", task->resolved()[part].dump());
     experiment::EvaluateOptions options;
     options.precisions = a->precisions;
+    options.extra_sets = !a->skip_held_out;
     options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
     options.keep_float = [keep = a->keep_float](const std::string& name) {
       return std::any_of(keep.begin(), keep.end(), [&](const std::string& suffix) {

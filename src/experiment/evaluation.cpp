@@ -248,8 +248,10 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   result["fp32"] = timed_pass("FP32 with outlier statistics", batches,
                               [&] { return evaluate_batches(task, model, batches, nullptr, &reference); });
   points->clear_observers();
+  static const std::map<std::string, std::vector<Batch>> kNoExtra;
+  const auto& extra_sets = options.extra_sets ? task.extra_evaluations() : kNoExtra;
   std::map<std::string, std::vector<at::Tensor>> extra_reference;
-  for (const auto& [name, extra] : task.extra_evaluations())
+  for (const auto& [name, extra] : extra_sets)
     result["extra"][name]["fp32"] = timed_pass("FP32 on " + name, extra, [&] {
       return evaluate_batches(task, model, extra, nullptr, &extra_reference[name]);
     });
@@ -292,7 +294,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
     result["w8a8"] = timed_pass("W8A8", batches, [&] { return evaluate_batches(task, model, batches, &reference); });
-    for (const auto& [name, extra] : task.extra_evaluations())
+    for (const auto& [name, extra] : extra_sets)
       result["extra"][name]["w8a8"] = timed_pass("W8A8 on " + name, extra, [&] {
         return evaluate_batches(task, model, extra, &extra_reference[name]);
       });

@@ -40,6 +40,7 @@ struct EvaluateOptions {
   bool time_int8 = true;             // time one forward pass in FP32 and with INT8 Linears
   std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
   std::optional<at::Device> native_half;  // FP16/BF16 run natively on this device (a GPU); unset: emulated on CPU
+  bool extra_sets = true;  // also the task's further evaluation sets (Task::extra_evaluations: the held-out books)
 };
 // A trained model on the task's evaluation batches: FP32 with the outlier statistics (result["outliers"]: avg
 // kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
