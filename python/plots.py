@@ -206,29 +206,39 @@ def validation(validation_jsonl, out_png, title):
 
 
 def outliers(outliers_json, out_png, title):
-    """Each variant minus its task's baseline in max inf-norm, avg kurtosis and (where the task has one) the W8A8 KL,
-    one marker per seed and the mean with +-1 std: the at-a-glance comparison of the paired tables, a row per task.
-    Below the dashed zero line: fewer outliers, or a cheaper W8A8, than the baseline in that seed."""
+    """Each variant minus its task's baseline in max inf-norm, avg kurtosis and (where the task has them) the W8A8 KL
+    on its evaluation set and on each further one (the held-out books), one marker per seed and the mean with +-1 std:
+    the at-a-glance comparison of the paired tables, a row per task. Below the dashed zero line: fewer outliers, or a
+    cheaper W8A8, than the baseline in that seed."""
     tasks = json.load(open(outliers_json))
     seeds = sorted({s for task in tasks for v in task["variants"] for s in v["seeds"]})
+    extra_sets = sorted({name for task in tasks for v in task["variants"] for name in v.get("extra_w8a8_kl_mnats", {})})
     measures = [(key, label) for key, label in (("max_inf_norm", "max inf-norm"), ("avg_kurtosis", "avg kurtosis"),
                                                 ("w8a8_kl_mnats", "W8A8 KL (mnats)"))
                 if any(key in task["variants"][0] for task in tasks)]
+    measures += [(("extra_w8a8_kl_mnats", name), f"W8A8 {name} KL (mnats)") for name in extra_sets]
+
+    def differences(variant, key):  # a measure's differences in a variant's entry, None where it has none
+        if isinstance(key, tuple):
+            return variant.get(key[0], {}).get(key[1])
+        return variant.get(key)
+
     markers = "osD^vP*X"
     fig, axes = plt.subplots(len(tasks), len(measures), figsize=(6.5 * len(measures), 3.2 * len(tasks)),
                              squeeze=False)
     for row, task in zip(axes, tasks):
         for axis, (key, label) in zip(row, measures):
-            if key not in task["variants"][0]:
+            if differences(task["variants"][0], key) is None:
                 axis.set_axis_off()
                 continue
             for x, v in enumerate(task["variants"]):
-                for seed, d in zip(v["seeds"], v[key]):
+                diff = differences(v, key)
+                for seed, d in zip(v["seeds"], diff):
                     k = seeds.index(seed)
                     axis.scatter(x + 0.08 * (k - (len(seeds) - 1) / 2), d, color=f"C{k % 10}",
                                  marker=markers[k % len(markers)], s=28, zorder=3,
                                  label=f"seed {seed}" if x == 0 else None)
-                axis.errorbar(x + 0.3, statistics.fmean(v[key]), yerr=statistics.pstdev(v[key]), color="black",
+                axis.errorbar(x + 0.3, statistics.fmean(diff), yerr=statistics.pstdev(diff), color="black",
                               marker="_", markersize=12, capsize=3, label="mean ± std" if x == 0 else None)
             axis.axhline(0, color="gray", linestyle="--", linewidth=1)
             axis.set_xticks(range(len(task["variants"])))

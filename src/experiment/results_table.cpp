@@ -97,6 +97,18 @@ const json* extra_pass(const json& r, const std::string& name, const char* p) {
   return &r["extra"][name][p];
 }
 
+// What W8A8 costs on the further evaluation set `name` (the held-out books: in domain), and whether every result has
+// it.
+double extra_w8a8_kl_mnats(const json& r, const std::string& name) {
+  return 1e3 * (*extra_pass(r, name, "w8a8"))["kl"].get<double>();
+}
+bool all_have_extra_kl(const std::vector<json>& results, const std::string& name) {
+  return std::all_of(results.begin(), results.end(), [&](const json& r) {
+    const auto* w8a8 = extra_pass(r, name, "w8a8");
+    return w8a8 && w8a8->contains("kl");
+  });
+}
+
 // The further evaluation sets (Task::extra_evaluations) any result has, by name.
 std::set<std::string> extra_set_names(const std::vector<json>& results) {
   std::set<std::string> names;
@@ -175,12 +187,9 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
   // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
   for (const auto& name : extra_set_names(results))
-    if (std::all_of(results.begin(), results.end(), [&](const json& r) {
-          const auto* w8a8 = extra_pass(r, name, "w8a8");
-          return w8a8 && w8a8->contains("kl");
-        }))
-      measures.push_back({"W8A8 " + name + " KL (mnats)", 2,
-                          [name](const json& r) { return 1e3 * r["extra"][name]["w8a8"]["kl"].get<double>(); }});
+    if (all_have_extra_kl(results, name))
+      measures.push_back(
+          {"W8A8 " + name + " KL (mnats)", 2, [name](const json& r) { return extra_w8a8_kl_mnats(r, name); }});
   measures.push_back({"avg kurtosis", 3, avg_kurtosis});
   measures.push_back({"max inf-norm", 3, max_inf_norm});
   std::ostringstream rows;
@@ -267,6 +276,10 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
                     {"avg_kurtosis", paired_differences(results[t], variants[t][i], variants[t][0], avg_kurtosis)}};
       if (all_have_w8a8_kl(results[t]))
         entry["w8a8_kl_mnats"] = paired_differences(results[t], variants[t][i], variants[t][0], w8a8_kl_mnats);
+      for (const auto& name : extra_set_names(results[t]))
+        if (all_have_extra_kl(results[t], name))
+          entry["extra_w8a8_kl_mnats"][name] = paired_differences(
+              results[t], variants[t][i], variants[t][0], [&name](const json& r) { return extra_w8a8_kl_mnats(r, name); });
       task["variants"].push_back(entry);
     }
     if (!task["variants"].empty()) paired.push_back(task);
@@ -281,11 +294,27 @@ std::string outlier_summary_tables(const json& paired) {
     for (const auto& v : task["variants"])
       if (const auto c = v["column"].get<std::string>(); std::find(columns.begin(), columns.end(), c) == columns.end())
         columns.push_back(c);
+  // Each measure's differences in a variant's entry, or null where its task has none (forecasts: no KL).
+  using Differences = std::function<const json*(const json& variant)>;
+  std::vector<std::pair<std::string, Differences>> measures;
+  for (const auto& [label, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"},
+                                   std::pair{"W8A8 KL (mnats)", "w8a8_kl_mnats"}})
+    measures.emplace_back(label,
+                          [key = std::string(key)](const json& v) { return v.contains(key) ? &v[key] : nullptr; });
+  std::set<std::string> extra_sets;
+  for (const auto& task : paired)
+    for (const auto& v : task["variants"])
+      if (v.contains("extra_w8a8_kl_mnats"))
+        for (const auto& [name, diff] : v["extra_w8a8_kl_mnats"].items()) extra_sets.insert(name);
+  for (const auto& name : extra_sets)
+    measures.emplace_back("W8A8 " + name + " KL (mnats)", [name](const json& v) {
+      const auto extra = v.find("extra_w8a8_kl_mnats");
+      return extra != v.end() && extra->contains(name) ? &extra->at(name) : nullptr;
+    });
   std::string tables;
-  for (const auto& [name, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"},
-                                  std::pair{"W8A8 KL (mnats)", "w8a8_kl_mnats"}}) {
-    const auto has = [key](const json& task) { return task["variants"][0].contains(key); };
-    if (std::none_of(paired.begin(), paired.end(), has)) continue;  // forecasts: no KL
+  for (const auto& [name, of] : measures) {
+    const auto has = [&of](const json& task) { return of(task["variants"][0]) != nullptr; };
+    if (std::none_of(paired.begin(), paired.end(), has)) continue;
     tables += std::string(tables.empty() ? "" : "\n") + "Δ " + name + ", variant − baseline:\n\n| task | baseline";
     for (const auto& c : columns) tables += " | " + c;
     tables += " |\n|---|---|";
@@ -295,7 +324,7 @@ std::string outlier_summary_tables(const json& paired) {
       if (!has(task)) continue;
       std::vector<std::string> cells(columns.size(), "–");
       for (const auto& v : task["variants"]) {
-        const auto diff = v[key].get<std::vector<double>>();
+        const auto diff = of(v)->get<std::vector<double>>();
         cells[std::find(columns.begin(), columns.end(), v["column"].get<std::string>()) - columns.begin()] =
             mean_std_cell(diff, 2, true) + " (" + lower_count(diff) + ")";
       }

@@ -607,7 +607,10 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
       {result("softmax", 0, 10, 5), result("softmax", 2, 12, 5), result("gated(mlp)", 2, 9, 6.5),
        result("gated(mlp)", 0, 13, 4), result("gated(mlp)", 1, 1, 1), result("softmax1", 5, 8, 5)},
       {result("softmax", 0, 4, 3)}};
-  for (size_t i = 0; i < results[0].size(); ++i) results[0][i]["w8a8"]["kl"] = 0.001 * static_cast<double>(i);
+  for (size_t i = 0; i < results[0].size(); ++i) {
+    results[0][i]["w8a8"]["kl"] = 0.001 * static_cast<double>(i);
+    results[0][i]["extra"]["books"]["w8a8"]["kl"] = 0.01 * static_cast<double>(i * i);  // the held-out books
+  }
   const auto paired = experiment::paired_outliers({"bert", "opt"}, results,
                                                   {{"softmax", "gated(mlp)", "softmax1"}, {"softmax"}});
   ASSERT_EQ(paired.size(), 1u) << paired.dump();  // opt: a baseline alone; softmax1: no seed shared with softmax
@@ -623,6 +626,9 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
   ASSERT_EQ(gated["w8a8_kl_mnats"].size(), 2u);  // KL 2 and 3 mnats against 1 and 0
   EXPECT_NEAR(gated["w8a8_kl_mnats"][0].get<double>(), 1.0, 1e-12);
   EXPECT_NEAR(gated["w8a8_kl_mnats"][1].get<double>(), 3.0, 1e-12);
+  ASSERT_EQ(gated["extra_w8a8_kl_mnats"]["books"].size(), 2u);  // books KL 40 and 90 mnats against 10 and 0
+  EXPECT_NEAR(gated["extra_w8a8_kl_mnats"]["books"][0].get<double>(), 30.0, 1e-9);
+  EXPECT_NEAR(gated["extra_w8a8_kl_mnats"]["books"][1].get<double>(), 90.0, 1e-9);
   EXPECT_TRUE(experiment::paired_outliers({"opt"}, {results[1]}, {{"softmax"}}).empty());
   // The summary's third table; a task without a KL (a forecast) would have no row in it.
   const auto tables = experiment::outlier_summary_tables(
@@ -631,6 +637,14 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
                         "| bert | softmax | +2.00 ± 1.00 (0/2) |\n"),
             std::string::npos)
       << tables;
+  EXPECT_NE(tables.find("Δ W8A8 books KL (mnats), variant − baseline:\n\n| task | baseline | gated |\n|---|---|---|\n"
+                        "| bert | softmax | +60.00 ± 30.00 (0/2) |\n"),
+            std::string::npos)
+      << tables;
+  // A run without the held-out books: no books KL for that task.
+  results[0][1].erase("extra");
+  EXPECT_FALSE(experiment::paired_outliers({"bert"}, {results[0]}, {{"softmax", "gated(mlp)"}})[0]["variants"][0]
+                   .contains("extra_w8a8_kl_mnats"));
 }
 
 TEST(Runner, ForecastSummaryPutsTasksSideBySide) {

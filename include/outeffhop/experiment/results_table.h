@@ -29,13 +29,14 @@ std::string forecast_summary_table(const std::vector<std::string>& tasks,
 
 // Each task's outliers and W8A8 KL against its baseline, seed by seed (written as outliers.json and plotted as
 // outliers.png): a list of tasks {task, baseline, variants: [{variant, column, seeds, max_inf_norm, avg_kurtosis,
-// w8a8_kl_mnats (where every run has a KL)}]}, each measure the differences variant − baseline over `seeds`, the seeds
+// w8a8_kl_mnats (where every run has a KL), extra_w8a8_kl_mnats: {set: ...} (the KL on each further evaluation set
+// every run has, e.g. the held-out books)}]}, each measure the differences variant − baseline over `seeds`, the seeds
 // both have; variants and tasks without a pair are left out. `column` is the variant's family (the name before "(",
 // so clipped(-1e-5,1) and clipped(-0.09375,1) share one); a task's second variant of one family keeps its full name.
 nlohmann::json paired_outliers(const std::vector<std::string>& tasks,
                                const std::vector<std::vector<nlohmann::json>>& results,
                                const std::vector<std::vector<std::string>>& variants);
-// Those tasks side by side: for max inf-norm, for avg kurtosis and for the W8A8 KL (tasks that have one) a table with
+// Those tasks side by side: for max inf-norm, for avg kurtosis and for each W8A8 KL (tasks that have it) a table with
 // a row per task and a column per `column`, each cell the mean ± std of the differences and in how many seeds the
 // variant is lower, as paired_table. Empty when no task has a pair.
 std::string outlier_summary_tables(const nlohmann::json& paired);
