@@ -278,8 +278,9 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
         entry["w8a8_kl_mnats"] = paired_differences(results[t], variants[t][i], variants[t][0], w8a8_kl_mnats);
       for (const auto& name : extra_set_names(results[t]))
         if (all_have_extra_kl(results[t], name))
-          entry["extra_w8a8_kl_mnats"][name] = paired_differences(
-              results[t], variants[t][i], variants[t][0], [&name](const json& r) { return extra_w8a8_kl_mnats(r, name); });
+          entry["extra_w8a8_kl_mnats"][name] =
+              paired_differences(results[t], variants[t][i], variants[t][0],
+                                 [&name](const json& r) { return extra_w8a8_kl_mnats(r, name); });
       task["variants"].push_back(entry);
     }
     if (!task["variants"].empty()) paired.push_back(task);
