@@ -97,8 +97,7 @@ const json* extra_pass(const json& r, const std::string& name, const char* p) {
   return &r["extra"][name][p];
 }
 
-// What W8A8 costs on the further evaluation set `name` (the held-out books: in domain), and whether every result has
-// it.
+// The W8A8 KL on the further evaluation set `name` (the held-out books: the in-domain cost), and whether all have it.
 double extra_w8a8_kl_mnats(const json& r, const std::string& name) {
   return 1e3 * (*extra_pass(r, name, "w8a8"))["kl"].get<double>();
 }
