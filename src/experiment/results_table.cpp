@@ -97,23 +97,28 @@ const json* extra_pass(const json& r, const std::string& name, const char* p) {
   return &r["extra"][name][p];
 }
 
-// The W8A8 KL on the further evaluation set `name` (the held-out books: the in-domain cost), and whether all have it.
-double extra_w8a8_kl_mnats(const json& r, const std::string& name) {
-  return 1e3 * (*extra_pass(r, name, "w8a8"))["kl"].get<double>();
-}
-bool all_have_extra_kl(const std::vector<json>& results, const std::string& name) {
-  return std::all_of(results.begin(), results.end(), [&](const json& r) {
-    const auto* w8a8 = extra_pass(r, name, "w8a8");
-    return w8a8 && w8a8->contains("kl");
-  });
-}
-
 // The further evaluation sets (Task::extra_evaluations) any result has, by name.
 std::set<std::string> extra_set_names(const std::vector<json>& results) {
   std::set<std::string> names;
   for (const auto& r : results)
     if (r.contains("extra"))
       for (const auto& [name, e] : r["extra"].items()) names.insert(name);
+  return names;
+}
+
+// The W8A8 KL on the further evaluation set `name` (the held-out books: the in-domain cost), and the sets on which
+// every result has one: the paired measures.
+double extra_w8a8_kl_mnats(const json& r, const std::string& name) {
+  return 1e3 * (*extra_pass(r, name, "w8a8"))["kl"].get<double>();
+}
+std::vector<std::string> extra_sets_with_kl(const std::vector<json>& results) {
+  std::vector<std::string> names;
+  for (const auto& name : extra_set_names(results))
+    if (std::all_of(results.begin(), results.end(), [&](const json& r) {
+          const auto* w8a8 = extra_pass(r, name, "w8a8");
+          return w8a8 && w8a8->contains("kl");
+        }))
+      names.push_back(name);
   return names;
 }
 
@@ -185,10 +190,9 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
       {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
   if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
   // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
-  for (const auto& name : extra_set_names(results))
-    if (all_have_extra_kl(results, name))
-      measures.push_back(
-          {"W8A8 " + name + " KL (mnats)", 2, [name](const json& r) { return extra_w8a8_kl_mnats(r, name); }});
+  for (const auto& name : extra_sets_with_kl(results))
+    measures.push_back(
+        {"W8A8 " + name + " KL (mnats)", 2, [name](const json& r) { return extra_w8a8_kl_mnats(r, name); }});
   measures.push_back({"avg kurtosis", 3, avg_kurtosis});
   measures.push_back({"max inf-norm", 3, max_inf_norm});
   std::ostringstream rows;
@@ -275,11 +279,10 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
                     {"avg_kurtosis", paired_differences(results[t], variants[t][i], variants[t][0], avg_kurtosis)}};
       if (all_have_w8a8_kl(results[t]))
         entry["w8a8_kl_mnats"] = paired_differences(results[t], variants[t][i], variants[t][0], w8a8_kl_mnats);
-      for (const auto& name : extra_set_names(results[t]))
-        if (all_have_extra_kl(results[t], name))
-          entry["extra_w8a8_kl_mnats"][name] =
-              paired_differences(results[t], variants[t][i], variants[t][0],
-                                 [&name](const json& r) { return extra_w8a8_kl_mnats(r, name); });
+      for (const auto& name : extra_sets_with_kl(results[t]))
+        entry["extra_w8a8_kl_mnats"][name] =
+            paired_differences(results[t], variants[t][i], variants[t][0],
+                               [&name](const json& r) { return extra_w8a8_kl_mnats(r, name); });
       task["variants"].push_back(entry);
     }
     if (!task["variants"].empty()) paired.push_back(task);
