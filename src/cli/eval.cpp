@@ -1,6 +1,7 @@
 // `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/evaluation.h"
 #include "outeffhop/experiment/runner.h"
+#include "outeffhop/experiment/w8a8_breakdown.h"
 #include "saved_model.h"
 
 namespace outeffhop::cli {
@@ -31,6 +33,37 @@ void set_evaluation_settings(nlohmann::json& task_config, const std::vector<std:
                   " is fixed by training (the model was trained with ", saved_data[key].dump(), ")");
 }
 
+// `eval --w8a8-breakdown`: the W8A8 cost with each kind of point in float, the largest saving first.
+void print_w8a8_breakdown(const experiment::Task& task, const nlohmann::json& breakdown) {
+  const bool values = task.regression();
+  const std::string cost = values ? "output_change" : "kl";
+  const double scale = values ? 100 : 1e3;  // percent, millinats
+  const auto& full = breakdown["full"];
+  std::vector<std::string> sets;
+  if (full.contains("extra"))
+    for (const auto& [name, precisions] : full["extra"].items()) sets.push_back(name);
+  auto columns = [&](const nlohmann::json& w8a8, const nlohmann::json& base) {
+    const double c = w8a8[cost].get<double>(), b = base[cost].get<double>();
+    const double saved = b > 0 ? std::round(100 * (b - c) / b) + 0.0 : 0.0;  // + 0.0: no "-0%"
+    std::printf(" %.3f | %.0f%% |", scale * c, saved);
+  };
+  const char* label = values ? "output change (%)" : "KL (mnats)";
+  std::printf("W8A8 against FP32 with one kind of activation point in float (saved: share of the full W8A8 cost)\n"
+              "| points in float | count | %s | saved |", label);
+  for (const auto& name : sets) std::printf(" %s on %s | saved |", label, name.c_str());
+  std::printf("\n|---|---|---|---|");
+  for (size_t i = 0; i < sets.size(); ++i) std::printf("---|---|");
+  std::printf("\n| none (full W8A8) | 0 |");
+  columns(full["w8a8"], full["w8a8"]);
+  for (const auto& name : sets) columns(full["extra"][name]["w8a8"], full["extra"][name]["w8a8"]);
+  for (const auto& row : breakdown["kinds"]) {
+    std::printf("\n| %s | %lld |", row["kind"].get<std::string>().c_str(), row["points"].get<long long>());
+    columns(row["w8a8"], full["w8a8"]);
+    for (const auto& name : sets) columns(row["extra"][name], full["extra"][name]["w8a8"]);
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 void add_eval(CLI::App& app) {
@@ -38,7 +71,7 @@ void add_eval(CLI::App& app) {
     std::string checkpoint, data_dir = "../shared/data";
     std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, overrides;
     std::string native_half, eval_text;
-    bool json = false, skip_held_out = false;
+    bool json = false, skip_held_out = false, w8a8_breakdown = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("eval",
@@ -52,9 +85,10 @@ void add_eval(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--data-dir", a->data_dir, "the shared data directory")->capture_default_str();
-  cmd->add_option("--w8a8-keep-float", a->keep_float,
-                  "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
-      ->delimiter(',');
+  auto* keep_float_option =
+      cmd->add_option("--w8a8-keep-float", a->keep_float,
+                      "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
+          ->delimiter(',');
   cmd->add_option("--native-half", a->native_half,
                   "run FP16/BF16 natively, the model cast to half precision on this device (cuda, cuda:1, cpu), "
                   "instead of emulating the rounding on CPU");
@@ -69,6 +103,11 @@ void add_eval(CLI::App& app) {
                   "(repeatable); a change that would alter the model as saved is refused");
   cmd->add_flag("--skip-held-out", a->skip_held_out,
                 "evaluate the main evaluation set only, not the held-out books (lm, bert tasks with data.held_out)");
+  cmd->add_flag("--w8a8-breakdown", a->w8a8_breakdown,
+                "where W8A8 loses: evaluate W8A8 again with each kind of activation point (a point's name with its "
+                "layer numbers as *) in float, one kind at a time, and print the cost with each, the largest saving "
+                "first (instead of the usual evaluation; one W8A8 evaluation per kind)")
+      ->excludes(keep_float_option);
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
@@ -97,6 +136,14 @@ void add_eval(CLI::App& app) {
     if (!a->native_half.empty()) {
       options.native_half = experiment::available_device(a->native_half);
       std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
+    }
+    if (a->w8a8_breakdown) {
+      const auto breakdown = experiment::w8a8_breakdown(*task, saved.model, options);
+      if (a->json)
+        std::cout << breakdown.dump(1) << "\n";
+      else
+        print_w8a8_breakdown(*task, breakdown);
+      return;
     }
     auto result = experiment::evaluate_model(*task, saved.model, options);
     experiment::note_constant_zero_points(a->checkpoint, result);

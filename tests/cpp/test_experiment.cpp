@@ -19,6 +19,7 @@
 #include "outeffhop/experiment/results_table.h"
 #include "outeffhop/experiment/runner.h"
 #include "outeffhop/experiment/task.h"
+#include "outeffhop/experiment/w8a8_breakdown.h"
 #include "outeffhop/models/vit.h"
 #include "outeffhop/nn/activation_points.h"
 #include "outeffhop/safetensors.h"
@@ -813,6 +814,52 @@ TEST(Runner, W8A8PointErrorsIncludeTheAttentionScoresAndProbabilities) {
   ASSERT_EQ(kept.size(), errors.size());
   EXPECT_FALSE(kept[probs].contains("range"));
   EXPECT_TRUE(kept[scores].contains("range"));
+}
+
+// A kind is the point's name without its layer numbers; only whole all-digit components are numbers.
+TEST(W8A8Breakdown, PointKindReplacesLayerNumbers) {
+  EXPECT_EQ(experiment::point_kind("model.decoder.layers.3.self_attn.attn_scores"),
+            "model.decoder.layers.*.self_attn.attn_scores");
+  EXPECT_EQ(experiment::point_kind("model.decoder.layers.11"), "model.decoder.layers.*");
+  EXPECT_EQ(experiment::point_kind("encoder.encode_blocks.0.encode_layers.1.mlp1.2"),
+            "encoder.encode_blocks.*.encode_layers.*.mlp1.*");
+  EXPECT_EQ(experiment::point_kind("a.fc1.norm2"), "a.fc1.norm2");
+  EXPECT_EQ(experiment::point_kind("vit.layernorm"), "vit.layernorm");
+}
+
+// Each kind's row is the W8A8 evaluation with exactly that kind in float: the same KL as evaluate_model given a
+// keep-float rule written here by suffix; every quantized point is in one kind; the largest saving comes first.
+TEST(W8A8Breakdown, EachRowIsTheEvaluationWithThatKindInFloat) {
+  ToyTask task;
+  auto model = task.build("softmax1");
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32", "w8a8"};
+  evaluate.time_int8 = false;
+  const auto breakdown = experiment::w8a8_breakdown(task, model, evaluate);
+  int64_t quantized = 0;
+  for (const auto& e : breakdown["full"]["w8a8_point_errors"]) quantized += e.contains("range");
+  int64_t counted = 0;
+  double previous = 0;
+  for (const auto& row : breakdown["kinds"]) {
+    counted += row["points"].get<int64_t>();
+    const double kl = row["w8a8"]["kl"].get<double>();
+    EXPECT_GE(kl, previous) << row["kind"];
+    previous = kl;
+  }
+  EXPECT_EQ(counted, quantized);
+  ASSERT_GE(breakdown["kinds"].size(), 3u);
+  // In this untrained toy the 8-bit probabilities absorb what the query, key and scores change, but the residual
+  // stream's error reaches the output.
+  for (const char* suffix : {".attention_residual", ".attn_scores"}) {
+    const auto row = std::find_if(breakdown["kinds"].begin(), breakdown["kinds"].end(), [&](const auto& r) {
+      return r["kind"].template get<std::string>().ends_with(suffix);
+    });
+    ASSERT_NE(row, breakdown["kinds"].end()) << suffix;
+    evaluate.keep_float = [suffix](const std::string& name) { return name.ends_with(suffix); };
+    const auto alone = experiment::evaluate_model(task, model, evaluate);
+    EXPECT_DOUBLE_EQ((*row)["w8a8"]["kl"].get<double>(), alone["w8a8"]["kl"].get<double>()) << suffix;
+  }
+  EXPECT_LT(breakdown["kinds"][0]["w8a8"]["kl"].get<double>(), 0.5 * breakdown["full"]["w8a8"]["kl"].get<double>());
 }
 
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
