@@ -36,7 +36,7 @@ void set_evaluation_settings(nlohmann::json& task_config, const std::vector<std:
 // `eval --w8a8-breakdown`: the W8A8 cost with each kind of point in float, the largest saving first.
 void print_w8a8_breakdown(const experiment::Task& task, const nlohmann::json& breakdown) {
   const bool values = task.regression();
-  const std::string cost = values ? "output_change" : "kl";
+  const std::string cost = experiment::w8a8_cost(task);
   const double scale = values ? 100 : 1e3;  // percent, millinats
   const auto& full = breakdown["full"];
   std::vector<std::string> sets;

@@ -830,6 +830,7 @@ TEST(W8A8Breakdown, PointKindReplacesLayerNumbers) {
 // Each kind's row is the W8A8 evaluation with exactly that kind in float: the same KL as evaluate_model given a
 // keep-float rule written here by suffix; every quantized point is in one kind; the largest saving comes first.
 TEST(W8A8Breakdown, EachRowIsTheEvaluationWithThatKindInFloat) {
+  at::manual_seed(0);  // the toy's weights
   ToyTask task;
   auto model = task.build("softmax1");
   experiment::EvaluateOptions evaluate;

@@ -13,6 +13,9 @@ namespace outeffhop::experiment {
 // The point's name with every all-digit component replaced by `*`.
 std::string point_kind(const std::string& point);
 
+// The measure of what W8A8 costs against FP32 in an evaluation result: "kl" (class logits) or "output_change" (values).
+const char* w8a8_cost(const Task& task);
+
 // result["full"]: evaluate_model's result with every point quantized (options.keep_float is ignored);
 // result["kinds"]: for each kind that W8A8 quantizes, {"kind", "points" (how many), "w8a8" (the task's W8A8 measures
 // against FP32 with that kind in float), "extra" (the same on each further evaluation set)}, the largest saving first
