@@ -9,12 +9,14 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "build_config.h"
 #include "commands.h"
 #include "outeffhop/experiment/results_table.h"
 #include "outeffhop/experiment/runner.h"
+#include "jobs.h"
 #include "plot.h"
 
 namespace outeffhop::cli {
@@ -36,8 +38,10 @@ struct ExperimentArgs {
   std::vector<std::string> overrides;
   std::vector<std::string> only_tasks;  // labels given with --task: the rest of the config's tasks are left alone
   bool dump_config = false;
-  bool report = false;  // tables and figures from the finished runs only; nothing trains
-  bool status = false;  // where each run stands, from the files alone; nothing trains, no data is read
+  bool report = false;       // tables and figures from the finished runs only; nothing trains
+  bool status = false;       // where each run stands, from the files alone; nothing trains, no data is read
+  bool train_only = false;  // the runs alone: no tables, no figures (each --jobs process)
+  int jobs = 1;              // processes training side by side (copies of this command), then the report
 };
 
 // A config file, or configs/PRESET.yaml; an unknown preset lists the ones there.
@@ -148,7 +152,56 @@ void print_status(const experiment::ExperimentConfig& config, const std::vector<
   }
 }
 
-void run(const ExperimentArgs& a) {
+// How many runs of the selected tasks are neither finished nor archived (from the run files alone).
+size_t unfinished_runs(const experiment::ExperimentConfig& config, const std::vector<std::string>& labels,
+                       const std::vector<size_t>& selected, const ExperimentArgs& a) {
+  using State = experiment::RunStatus::State;
+  size_t count = 0;
+  for (const auto i : selected)
+    for (const auto& variant : config.tasks[i].variants)
+      for (const auto seed : config.seeds) {
+        const auto paths = run_paths(a, config.name, labels[i], variant, seed);
+        const auto state = experiment::run_status(paths.dir, paths.archive).state;
+        count += state != State::kFinished && state != State::kArchived;
+      }
+  return count;
+}
+
+// --jobs: copies of this command (without --jobs) train the unfinished runs side by side, sharing them through the
+// runs' locks, each with its share of the cores, making no tables (--train-only); their progress lines interleave on
+// stderr. Returns how many copies failed; exits on Ctrl-C, once the copies have saved their state.
+int train_in_copies(const ExperimentArgs& a, const std::string& path, size_t unfinished) {
+  std::vector<std::string> args = {"experiment", "--config",   path,      "--runs-dir",
+                                   a.runs_dir,   "--data-dir", a.data_dir, "--train-only"};
+  for (const auto& o : a.overrides) args.insert(args.end(), {"--set", o});
+  for (const auto& t : a.only_tasks) args.insert(args.end(), {"--task", t});
+  if (!a.archive.empty()) args.insert(args.end(), {"--archive", a.archive});
+  const int copies = static_cast<int>(std::min<size_t>(a.jobs, unfinished));
+  const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / copies);
+  std::fprintf(stderr, "experiment: %zu unfinished runs, %d processes side by side (OMP_NUM_THREADS=%s each)\n", unfinished,
+               copies, std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : std::to_string(threads).c_str());
+  std::signal(SIGINT, on_interrupt);  // the copies get Ctrl-C too; this process waits for them to save
+  const auto statuses = run_copies(args, copies, threads);
+  if (stop_requested) {
+    std::fprintf(stderr, "experiment interrupted; run the same command to resume\n");
+    std::exit(130);
+  }
+  int failed = 0;
+  for (size_t i = 0; i < statuses.size(); ++i)
+    if (statuses[i] != 0) {
+      std::fprintf(stderr, "experiment: process %zu of %d ended with status %d (its error is above)\n", i + 1, copies,
+                   statuses[i]);
+      ++failed;
+    }
+  return failed;
+}
+
+void require_copies_succeeded(int failed_copies) {
+  TORCH_CHECK(failed_copies == 0, "experiment: ", failed_copies,
+              " of the --jobs processes failed (errors above); run the same command again to finish their runs");
+}
+
+void run(ExperimentArgs a) {
   const auto path = config_path(a);
   auto raw = experiment::load_yaml(path);
   for (const auto& o : a.overrides) experiment::apply_override(raw, o);
@@ -163,6 +216,12 @@ void run(const ExperimentArgs& a) {
                 labels.back(), "'; put them in separate experiments (their runs would share one folder)");
   }
   if (a.status) return print_status(config, labels, selected_tasks(a.only_tasks, labels), a);
+  int failed_copies = 0;
+  if (a.jobs > 1 && !a.dump_config) {
+    if (const auto unfinished = unfinished_runs(config, labels, selected_tasks(a.only_tasks, labels), a))
+      failed_copies = train_in_copies(a, path, unfinished);
+    a.report = true;  // nothing more trains here: the tables and figures of what finished, here and in the archive
+  }
   std::vector<std::unique_ptr<experiment::Task>> tasks;
   std::vector<experiment::TaskEntry> entries;
   json resolved = config.resolved;
@@ -221,13 +280,14 @@ void run(const ExperimentArgs& a) {
                        variant.c_str(), static_cast<long long>(seed));
           continue;
         }
-        if (!fs::exists(run_dir + "/result.json") && experiment::run_in_use(run_dir)) {
-          std::fprintf(stderr, "[%s %s seed %lld] another process is working on it; skipped, left out of this table\n",
+        std::optional<json> result;
+        try {
+          result = experiment::run_one(*task, variant, seed, run_dir, config.run, [] { return stop_requested.load(); });
+        } catch (const experiment::RunInUse&) {
+          std::fprintf(stderr, "[%s %s seed %lld] another process is working on it; skipped here\n",
                        task->label().c_str(), variant.c_str(), static_cast<long long>(seed));
           continue;
         }
-        const auto result =
-            experiment::run_one(*task, variant, seed, run_dir, config.run, [] { return stop_requested.load(); });
         if (!result) {
           std::fprintf(stderr, "experiment %s interrupted; run the same command to resume\n", config.name.c_str());
           std::exit(130);
@@ -235,6 +295,7 @@ void run(const ExperimentArgs& a) {
         results.push_back(*result);
         if (!archive_dir.empty()) experiment::archive_run(run_dir, archive_dir);
       }
+    if (a.train_only) continue;
     tables += "\n## " + task->label() + ": " + task->description() + "\n\n";
     if (results.empty()) {  // --report before any run of this task finished
       tables += "(no finished runs yet)\n";
@@ -292,6 +353,7 @@ void run(const ExperimentArgs& a) {
     std::fprintf(stderr, "%s: %s/{%s}%s\n", task->label().c_str(), task_dir.c_str(), files.c_str(),
                  plotted ? "" : ("; plotting with " + plot_python() + " failed (see above)").c_str());
   }
+  if (a.train_only) return require_copies_succeeded(failed_copies);
   // Summaries after the title: the forecasts side by side (several forecasting tasks), then every task's outliers.
   std::string summaries;
   if (forecast_labels.size() > 1 && same_forecast_variants)
@@ -315,6 +377,7 @@ void run(const ExperimentArgs& a) {
   std::ofstream(dir + "/table.md") << tables;
   std::cout << tables;
   std::fprintf(stderr, "wrote %s/table.md\n", dir.c_str());
+  require_copies_succeeded(failed_copies);
 }
 
 }  // namespace
@@ -351,6 +414,18 @@ void add_experiment(CLI::App& app) {
                 "list where each run stands (finished, archived, its step, not started) from the run files alone; "
                 "train nothing, read no data")
       ->excludes("--report")
+      ->excludes("--dump-config");
+  cmd->add_flag("--train-only", a->train_only, "train and evaluate the runs; write no tables or figures")
+      ->excludes("--report")
+      ->excludes("--status")
+      ->excludes("--dump-config");
+  cmd->add_option("--jobs", a->jobs,
+                  "train up to N runs at once, each in its own process with 1/N of the cores (OMP_NUM_THREADS when "
+                  "set), then write the tables and figures; small models train faster so than one run at a time")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str()
+      ->excludes("--report")
+      ->excludes("--status")
       ->excludes("--dump-config");
   cmd->callback([a] {
     TORCH_CHECK(!a->config.empty() || !a->preset.empty(), "experiment: give --config FILE or --preset NAME");

@@ -276,7 +276,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   if (fs::exists(result_path)) return done_before();
   const auto device = available_device(options.device);
   const auto lock = RunLock::try_acquire(run_dir);
-  TORCH_CHECK(lock, run_dir, ": another process is working on this run now; wait for it to finish or stop it");
+  if (!lock) throw RunInUse(run_dir + ": another process is working on this run now; wait for it to finish or stop it");
   if (fs::exists(result_path)) return done_before();  // finished by another process just before the lock was ours
   const std::map<std::string, std::string> metadata = {{"config", config.dump()}};
 

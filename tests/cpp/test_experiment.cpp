@@ -316,7 +316,7 @@ TEST(Runner, StatusFollowsARunThroughItsFiles) {
     try {
       experiment::run_one(task, "softmax", 0, run, options);
       ADD_FAILURE() << "a locked run was trained";
-    } catch (const c10::Error& e) {
+    } catch (const experiment::RunInUse& e) {
       EXPECT_NE(std::string(e.what()).find("another process is working on this run"), std::string::npos) << e.what();
     }
     EXPECT_EQ(experiment::run_status(run).step, 5);  // untouched

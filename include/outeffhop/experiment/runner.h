@@ -8,6 +8,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,10 +62,15 @@ class RunLock {
 };
 // Whether some process holds the run's lock now; creates nothing.
 bool run_in_use(const std::string& run_dir);
+// What run_one throws when another process holds the run's lock: the runner skips such a run (processes that start
+// together can both find a run free and then race for its lock), where any other error stops it.
+struct RunInUse : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // One variant and seed of a task in run_dir: returns the result (also written to run_dir/result.json), or nothing
 // when stop_requested() said so during training (the state is saved; calling again resumes). A finished run's
-// result is read back without any work. Throws when another process holds the run's lock.
+// result is read back without any work. Throws RunInUse when another process holds the run's lock.
 std::optional<nlohmann::json> run_one(const Task& task, const std::string& variant, int64_t seed,
                                       const std::string& run_dir, const RunOptions& options,
                                       const std::function<bool()>& stop_requested = {});

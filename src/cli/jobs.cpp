@@ -1,0 +1,59 @@
+#include "jobs.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+extern char** environ;
+
+namespace outeffhop::cli {
+
+std::vector<int> run_copies(const std::vector<std::string>& args, int count, int threads_each) {
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  if (!std::getenv("OMP_NUM_THREADS")) env_strings.push_back("OMP_NUM_THREADS=" + std::to_string(threads_each));
+  auto pointers = [](std::vector<std::string>& strings) {
+    std::vector<char*> p;
+    for (auto& s : strings) p.push_back(s.data());
+    p.push_back(nullptr);
+    return p;
+  };
+  auto argv_strings = args;
+  argv_strings.insert(argv_strings.begin(), exe);
+  auto argv = pointers(argv_strings);
+  auto envp = pointers(env_strings);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  std::vector<pid_t> pids;
+  for (int i = 0; i < count; ++i) {
+    pid_t pid;
+    const int error = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data());
+    if (error != 0) {  // those started already finish their runs; the caller learns of this one's failure
+      std::fprintf(stderr, "could not start copy %d of %s: %s\n", i + 1, exe.c_str(), std::strerror(error));
+      break;
+    }
+    pids.push_back(pid);
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  std::vector<int> statuses;
+  for (const pid_t pid : pids) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    statuses.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+  statuses.resize(count, 127);  // copies that never started
+  return statuses;
+}
+
+}  // namespace outeffhop::cli
