@@ -14,9 +14,9 @@
 
 #include "build_config.h"
 #include "commands.h"
+#include "jobs.h"
 #include "outeffhop/experiment/results_table.h"
 #include "outeffhop/experiment/runner.h"
-#include "jobs.h"
 #include "plot.h"
 
 namespace outeffhop::cli {
@@ -38,10 +38,10 @@ struct ExperimentArgs {
   std::vector<std::string> overrides;
   std::vector<std::string> only_tasks;  // labels given with --task: the rest of the config's tasks are left alone
   bool dump_config = false;
-  bool report = false;       // tables and figures from the finished runs only; nothing trains
-  bool status = false;       // where each run stands, from the files alone; nothing trains, no data is read
+  bool report = false;      // tables and figures from the finished runs only; nothing trains
+  bool status = false;      // where each run stands, from the files alone; nothing trains, no data is read
   bool train_only = false;  // the runs alone: no tables, no figures (each --jobs process)
-  int jobs = 1;              // processes training side by side (copies of this command), then the report
+  int jobs = 1;             // processes training side by side (copies of this command), then the report
 };
 
 // A config file, or configs/PRESET.yaml; an unknown preset lists the ones there.
@@ -178,8 +178,9 @@ int train_in_copies(const ExperimentArgs& a, const std::string& path, size_t unf
   if (!a.archive.empty()) args.insert(args.end(), {"--archive", a.archive});
   const int copies = static_cast<int>(std::min<size_t>(a.jobs, unfinished));
   const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / copies);
-  std::fprintf(stderr, "experiment: %zu unfinished runs, %d processes side by side (OMP_NUM_THREADS=%s each)\n", unfinished,
-               copies, std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : std::to_string(threads).c_str());
+  const char* given_threads = std::getenv("OMP_NUM_THREADS");
+  std::fprintf(stderr, "experiment: %zu unfinished runs, %d processes side by side (OMP_NUM_THREADS=%s each)\n",
+               unfinished, copies, given_threads ? given_threads : std::to_string(threads).c_str());
   std::signal(SIGINT, on_interrupt);  // the copies get Ctrl-C too; this process waits for them to save
   const auto statuses = run_copies(args, copies, threads);
   if (stop_requested) {
@@ -421,7 +422,8 @@ void add_experiment(CLI::App& app) {
       ->excludes("--dump-config");
   cmd->add_option("--jobs", a->jobs,
                   "train up to N runs at once, each in its own process with 1/N of the cores (OMP_NUM_THREADS when "
-                  "set), then write the tables and figures; small models train faster so than one run at a time")
+                  "set), then write the tables and figures of all of them (small models: more steps/s in all than "
+                  "one multi-threaded run at a time)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str()
       ->excludes("--report")
