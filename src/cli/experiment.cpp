@@ -183,7 +183,8 @@ int train_in_copies(const ExperimentArgs& a, const std::string& path, size_t unf
                unfinished, copies, given_threads ? given_threads : std::to_string(threads).c_str());
   std::signal(SIGINT, on_interrupt);  // the copies get Ctrl-C too; this process waits for them to save
   const auto statuses = run_copies(args, copies, threads);
-  if (stop_requested) {
+  // A copy stopped by Ctrl-C or a passed-on SIGTERM exits 130, its state saved.
+  if (stop_requested || std::find(statuses.begin(), statuses.end(), 130) != statuses.end()) {
     std::fprintf(stderr, "experiment interrupted; run the same command to resume\n");
     std::exit(130);
   }

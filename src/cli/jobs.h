@@ -8,8 +8,9 @@ namespace outeffhop::cli {
 
 // Starts `count` processes of this executable with `args` (argv after the program name), each with its standard
 // output discarded and, unless the caller's environment sets it, OMP_NUM_THREADS = threads_each; waits for all of
-// them and returns their exit statuses in start order (128 + N for one ended by signal N). Signals reach them as
-// usual (Ctrl-C goes to the whole foreground group); waiting is not cut short by one.
+// them and returns their exit statuses in start order (128 + N for one ended by signal N). Ctrl-C reaches them as
+// usual (the terminal signals the whole foreground group); a SIGTERM to this process while it waits is passed on to
+// them as SIGINT, so that they save their state either way; waiting is not cut short by a signal.
 std::vector<int> run_copies(const std::vector<std::string>& args, int count, int threads_each);
 
 }  // namespace outeffhop::cli
