@@ -169,7 +169,7 @@ size_t unfinished_runs(const experiment::ExperimentConfig& config, const std::ve
 
 // --jobs: copies of this command (without --jobs) train the unfinished runs side by side, sharing them through the
 // runs' locks, each with its share of the cores, making no tables (--train-only); their progress lines interleave on
-// stderr. Returns how many copies failed; exits on Ctrl-C, once the copies have saved their state.
+// stderr. Returns how many copies failed; exits 130 on Ctrl-C or SIGTERM, once the copies have saved their state.
 int train_in_copies(const ExperimentArgs& a, const std::string& path, size_t unfinished) {
   std::vector<std::string> args = {"experiment", "--config",   path,      "--runs-dir",
                                    a.runs_dir,   "--data-dir", a.data_dir, "--train-only"};
