@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <string>
 #include <tuple>
 
 #include "opt_task.h"
@@ -43,6 +44,40 @@ std::string trained_sentencepiece(const std::string& books, int64_t vocab_size, 
   std::filesystem::rename(mine + ".model", model);
   for (const auto* leftover : {".txt", ".vocab"}) std::filesystem::remove(mine + leftover);
   return model.string();
+}
+
+// A token for a note: a printable byte as itself, another byte in hex, a subword token by its id.
+std::string token_label(int64_t id, bool bytes) {
+  char out[16];
+  if (bytes && id > 32 && id < 127) std::snprintf(out, sizeof out, "'%c'", static_cast<char>(id));
+  else if (bytes && id < 256) std::snprintf(out, sizeof out, "0x%02llx", static_cast<long long>(id));
+  else std::snprintf(out, sizeof out, "#%lld", static_cast<long long>(id));
+  return out;
+}
+
+// Says so when over 0.1% of the evaluation text is tokens the training text holds fewer than 1 in 100,000 of
+// (WikiText-2's "<unk>" markers: '<' and '>' occur once in the books). The model has rarely seen them as inputs, and
+// W8A8's ranges, calibrated on training batches, need not cover them: a cost of the text, not of the attention.
+void note_rare_evaluation_tokens(const at::Tensor& train, const at::Tensor& eval, const std::string& eval_name,
+                                 bool bytes) {
+  const int64_t vocab = std::max(train.max().item<int64_t>(), eval.max().item<int64_t>()) + 1;
+  const auto train_counts = at::bincount(train, {}, vocab);
+  const auto rare = train_counts.to(at::kDouble) < 1e-5 * static_cast<double>(train.size(0));
+  const auto rare_eval_counts = at::bincount(eval, {}, vocab) * rare;
+  const int64_t rare_total = rare_eval_counts.sum().item<int64_t>();
+  const double share = static_cast<double>(rare_total) / static_cast<double>(eval.size(0));
+  if (share < 1e-3) return;
+  const auto [counts, ids] = rare_eval_counts.topk(std::min<int64_t>(4, (rare_eval_counts > 0).sum().item<int64_t>()));
+  std::string most;
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    const int64_t id = ids[i].item<int64_t>();
+    most += (i ? ", " : "") + token_label(id, bytes) + " " + std::to_string(counts[i].item<int64_t>()) +
+            (i ? " (" : " times (") + std::to_string(train_counts[id].item<int64_t>()) + (i ? ")" : " in the books)");
+  }
+  std::fprintf(stderr,
+               "[lm] note: %.1f%% of %s's tokens are rare in the training books (under 1 in 100,000; most often %s): "
+               "inputs the model has rarely seen, and W8A8 ranges calibrated on training batches need not cover them\n",
+               100 * share, eval_name.c_str(), most.c_str());
 }
 
 class LmTask : public OptTask {
@@ -112,7 +147,9 @@ class LmTask : public OptTask {
     split_books(tokens(book_text), held_out);
     // WikiText-2 as it is; another text like the books (BOM, CRLF and any Gutenberg header and footer removed).
     const auto eval_bytes = data::read_text_file(eval_path);
-    eval_ = window_batches(tokens(eval_text.empty() ? eval_bytes : data::strip_gutenberg(eval_bytes)), eval_name_);
+    const auto eval_tokens = tokens(eval_text.empty() ? eval_bytes : data::strip_gutenberg(eval_bytes));
+    eval_ = window_batches(eval_tokens, eval_name_);
+    note_rare_evaluation_tokens(train_tokens_, eval_tokens, eval_name_, tokenizer_ == "bytes");
     const std::string held_note =
         held_out > 0 ? "; " + std::to_string(extra_[kHeldOutName].size()) + " evaluation batches on the held-out books"
                      : " (no held-out books: data.held_out is 0)";
