@@ -277,7 +277,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   const auto input_point = task.int8_input_point();
   const bool int8 = wants(options.precisions, "int8") && task.evaluation().int8 && input_point;
   if (!wants(options.precisions, "w8a8") && !int8) return result;
-  // W8A8: ranges from the task's calibration batches with the 0.001/99.999 percentiles, then frozen.
+  // W8A8: ranges from the task's calibration batches (or the first evaluation batches, eval.calibrate_on) with the
+  // 0.001/99.999 percentiles, then frozen.
   analysis::W8A8Options q;
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
@@ -287,8 +288,9 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   {
     torch::NoGradGuard no_grad;
     model.module->eval();
+    const bool on_eval = task.evaluation().calibrate_on == "eval";
     for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i)
-      model.logits(task.calibration_batch(i, gen).input);
+      model.logits(on_eval ? batches[i % batches.size()].input : task.calibration_batch(i, gen).input);
   }
   sim.quantize();
   const auto ranges = sim.ranges();

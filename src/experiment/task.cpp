@@ -85,15 +85,19 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   else
     e.batches = c.get("batches", e.batches);
   e.calibration_batches = c.get("calibration_batches", e.calibration_batches);
+  e.calibrate_on = c.get("calibrate_on", e.calibrate_on);
   e.track_every = c.get("track_every", e.track_every);
   e.int8 = c.get("int8", e.int8);
   c.finish();
   if (e.batches < 1 || e.calibration_batches < 1 || e.track_every < 0)
     c.fail("", "needs batches >= 1 (or all), calibration_batches >= 1, track_every >= 0");
+  if (e.calibrate_on != "task" && e.calibrate_on != "eval")
+    c.fail("calibrate_on", "is '" + e.calibrate_on + "'; use task (the task's calibration batches) or eval");
   resolved = {{"batches", e.batches == EvaluationOptions::all ? nlohmann::json("all") : nlohmann::json(e.batches)},
               {"calibration_batches", e.calibration_batches},
               {"track_every", e.track_every},
               {"int8", e.int8}};
+  if (e.calibrate_on != "task") resolved["calibrate_on"] = e.calibrate_on;  // absent: as in runs made before it
 }
 
 namespace {

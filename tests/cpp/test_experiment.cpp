@@ -127,6 +127,15 @@ TEST(Config, EvalBatchesIsACountOrAll) {
   EXPECT_NE(refusal({{"batches", 0}}).find("needs batches >= 1 (or all)"), std::string::npos)
       << refusal({{"batches", 0}});
   EXPECT_EQ(refusal({{"batches", 3}}), "accepted");
+  EXPECT_NE(refusal({{"calibrate_on", "test"}}).find("'eval.calibrate_on' is 'test'; use task"), std::string::npos)
+      << refusal({{"calibrate_on", "test"}});
+  EXPECT_EQ(refusal({{"calibrate_on", "eval"}}), "accepted");
+  // Recorded only when set, so the resolved configs of runs made before the setting still match.
+  const auto resolved = [](const json& eval) {
+    return experiment::make_task({json{{"task", "marker-copy"}, {"eval", eval}}, "test"}, "")->resolved()["eval"];
+  };
+  EXPECT_FALSE(resolved({{"calibrate_on", "task"}}).contains("calibrate_on"));
+  EXPECT_EQ(resolved({{"calibrate_on", "eval"}})["calibrate_on"], "eval");
 }
 
 models::VitConfig toy_vit() {
@@ -771,6 +780,28 @@ TEST(Runner, AttentionUseReportsTheGatesOfGatedAttention) {
   auto softmax = task.build("softmax");
   const auto plain = experiment::evaluate_model(task, softmax, evaluate);
   for (const auto& a : plain["attention"]) EXPECT_FALSE(a.contains("mean_gate"));
+}
+
+// eval.calibrate_on: eval freezes the W8A8 ranges on the first evaluation batches: the same W8A8 result as a task
+// whose own calibration batches are those, and another than the toy task's training-batch calibration.
+TEST(Runner, CalibrateOnEvalCalibratesOnTheEvaluationBatches) {
+  struct CalibratedOnEval : ToyTask {
+    CalibratedOnEval() { evaluation_.calibrate_on = "eval", evaluation_.calibration_batches = 3; }
+  };
+  struct CalibrationIsEval : ToyTask {  // the oracle: batches 0, 1, 0 of the toy task's two
+    CalibrationIsEval() { evaluation_.calibration_batches = 3; }
+    experiment::Batch calibration_batch(int64_t i, at::Generator&) const override { return eval_batches()[i % 2]; }
+  };
+  const auto w8a8 = [](const experiment::Task& task) {
+    at::manual_seed(0);
+    auto model = task.build("softmax1");
+    experiment::EvaluateOptions evaluate;
+    evaluate.precisions = {"fp32", "w8a8"};
+    return experiment::evaluate_model(task, model, evaluate)["w8a8"];
+  };
+  const auto on_eval = w8a8(CalibratedOnEval());
+  EXPECT_EQ(on_eval, w8a8(CalibrationIsEval()));
+  EXPECT_NE(on_eval["kl"], w8a8(ToyTask())["kl"]);
 }
 
 // W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager

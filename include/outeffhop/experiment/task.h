@@ -42,6 +42,9 @@ struct EvaluationOptions {
   static constexpr int64_t all = std::numeric_limits<int64_t>::max();
   int64_t batches = 8;              // evaluation batches (fixed; the same for every run), or `all`
   int64_t calibration_batches = 4;  // W8A8 range calibration batches (Task::calibration_batch says from where)
+  // Where W8A8 calibrates: "task" (Task::calibration_batch, the paper's protocol) or "eval" (the first evaluation
+  // batches, which are then also evaluated: a diagnostic of whether the task's ranges cover the evaluated text).
+  std::string calibrate_on = "task";
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
   // Early stopping, for tasks with validation batches: the validation loss every K steps (0: off); training stops
