@@ -792,16 +792,18 @@ TEST(Runner, CalibrateOnEvalCalibratesOnTheEvaluationBatches) {
     CalibrationIsEval() { evaluation_.calibration_batches = 3; }
     experiment::Batch calibration_batch(int64_t i, at::Generator&) const override { return eval_batches()[i % 2]; }
   };
-  const auto w8a8 = [](const experiment::Task& task) {
+  const auto evaluate = [](const experiment::Task& task) {
     at::manual_seed(0);
     auto model = task.build("softmax1");
-    experiment::EvaluateOptions evaluate;
-    evaluate.precisions = {"fp32", "w8a8"};
-    return experiment::evaluate_model(task, model, evaluate)["w8a8"];
+    experiment::EvaluateOptions options;
+    options.precisions = {"fp32", "w8a8"};
+    return experiment::evaluate_model(task, model, options);
   };
-  const auto on_eval = w8a8(CalibratedOnEval());
-  EXPECT_EQ(on_eval, w8a8(CalibrationIsEval()));
-  EXPECT_NE(on_eval["kl"], w8a8(ToyTask())["kl"]);
+  const auto on_eval = evaluate(CalibratedOnEval()), oracle = evaluate(CalibrationIsEval());
+  EXPECT_EQ(on_eval["w8a8"], oracle["w8a8"]);
+  EXPECT_NE(on_eval["w8a8"]["kl"], evaluate(ToyTask())["w8a8"]["kl"]);
+  EXPECT_EQ(on_eval["w8a8_calibrate_on"], "eval");  // the result says how it was calibrated
+  EXPECT_FALSE(oracle.contains("w8a8_calibrate_on"));
 }
 
 // W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager
