@@ -34,6 +34,14 @@ RangeEstimator::RangeEstimator(RangeEstimatorOptions options) : options_(options
   TORCH_CHECK(options_.mse_grid >= 1, "RangeEstimator: mse_grid must be >= 1");
 }
 
+RangeEstimator RangeEstimator::frozen_at(std::pair<double, double> range) {
+  TORCH_CHECK(std::isfinite(range.first) && std::isfinite(range.second) && range.first <= range.second,
+              "RangeEstimator: a frozen range needs finite min <= max, got (", range.first, ", ", range.second, ")");
+  RangeEstimator estimator;
+  estimator.min_ = range.first, estimator.max_ = range.second, estimator.batches_ = 1, estimator.frozen_ = true;
+  return estimator;
+}
+
 std::pair<double, double> RangeEstimator::batch_range(const at::Tensor& x) const {
   const auto flat = x.detach().reshape({-1}).to(at::kDouble);
   TORCH_CHECK(flat.numel() > 0, "RangeEstimator: empty batch");

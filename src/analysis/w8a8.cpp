@@ -49,6 +49,16 @@ void W8A8Simulation::quantize() {
   points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
 }
 
+void W8A8Simulation::quantize(const std::vector<std::pair<std::string, std::pair<double, double>>>& ranges) {
+  start_calibration();
+  for (const auto& [name, range] : ranges) {
+    if (options_.keep_float && options_.keep_float(name)) continue;
+    estimators_.emplace(name, RangeEstimator::frozen_at(range));
+    order_.push_back(name);
+  }
+  quantize();
+}
+
 void W8A8Simulation::restore() {
   torch::NoGradGuard no_grad;
   for (auto& [param, original] : saved_weights_) param.copy_(original);

@@ -147,6 +147,36 @@ json timed_pass(const std::string& what, const std::vector<Batch>& batches, Pass
   return result;
 }
 
+// The FP32 passes: the reference outputs (stored in the cache), with the outlier statistics and activation peaks,
+// then the attention use; result entries "fp32", "extra"[name]["fp32"], "outliers" and "attention".
+json evaluate_fp32(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points,
+                   const std::map<std::string, std::vector<Batch>>& extra_sets, const at::Tensor& probe,
+                   EvaluationCache& cache) {
+  use_eager_attention(*points);  // the FP32 reference has the attention scores and probabilities W8A8 quantizes too
+  cache.probe_points = point_values(model, points, probe);
+  points->set_transform(nullptr);
+  analysis::OutlierStats stats;
+  points->add_observer(
+      analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
+  analysis::ActivationPeaks peaks;
+  points->add_observer([&](const std::string& p, const at::Tensor& x) {
+    if (task.outlier_rows(p) != analysis::OutlierRows::kSkip && x.dim() >= 2) peaks.add(p, x);
+  });
+  json result;
+  const auto& batches = task.eval_batches();
+  result["fp32"] = timed_pass("FP32 with outlier statistics", batches,
+                              [&] { return evaluate_batches(task, model, batches, nullptr, &cache.outputs); });
+  points->clear_observers();
+  for (const auto& [name, extra] : extra_sets)
+    result["extra"][name]["fp32"] = timed_pass("FP32 on " + name, extra, [&] {
+      return evaluate_batches(task, model, extra, nullptr, &cache.extra_outputs[name]);
+    });
+  result["outliers"] = outlier_json(stats);
+  result["outliers"]["peaks"] = peaks_json(peaks, batches);
+  result["attention"] = attention_use_json(model, points, batches);
+  return result;
+}
+
 }  // namespace
 
 json evaluate_batches(const Task& task, TaskModel& model, const std::vector<Batch>& batches,
@@ -231,33 +261,16 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   auto points = std::make_shared<nn::ActivationPoints>();
   model.set_points(points);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
-  json result;
   const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
-  use_eager_attention(*points);  // the FP32 reference has the attention scores and probabilities W8A8 quantizes too
-  const auto fp32_points = point_values(model, points, probe);
-  points->set_transform(nullptr);
-  analysis::OutlierStats stats;
-  points->add_observer(
-      analysis::outlier_observer(stats, [&task](const std::string& p) { return task.outlier_rows(p); }));
-  analysis::ActivationPeaks peaks;
-  points->add_observer([&](const std::string& p, const at::Tensor& x) {
-    if (task.outlier_rows(p) != analysis::OutlierRows::kSkip && x.dim() >= 2) peaks.add(p, x);
-  });
-  std::vector<at::Tensor> reference;
   const auto& batches = task.eval_batches();
-  result["fp32"] = timed_pass("FP32 with outlier statistics", batches,
-                              [&] { return evaluate_batches(task, model, batches, nullptr, &reference); });
-  points->clear_observers();
   static const std::map<std::string, std::vector<Batch>> kNoExtra;
   const auto& extra_sets = options.extra_sets ? task.extra_evaluations() : kNoExtra;
-  std::map<std::string, std::vector<at::Tensor>> extra_reference;
+  EvaluationCache own;
+  auto& cache = options.cache ? *options.cache : own;
+  json result = cache.outputs.empty() ? evaluate_fp32(task, model, points, extra_sets, probe, cache) : json::object();
   for (const auto& [name, extra] : extra_sets)
-    result["extra"][name]["fp32"] = timed_pass("FP32 on " + name, extra, [&] {
-      return evaluate_batches(task, model, extra, nullptr, &extra_reference[name]);
-    });
-  result["outliers"] = outlier_json(stats);
-  result["outliers"]["peaks"] = peaks_json(peaks, batches);
-  result["attention"] = attention_use_json(model, points, batches);
+    TORCH_CHECK(cache.extra_outputs.count(name), "evaluate: the cached FP32 reference has no outputs on ", name);
+  const auto& reference = cache.outputs;
   for (const auto& [key, label, type] :
        {std::tuple{"fp16", "FP16", at::kHalf}, std::tuple{"bf16", "BF16", at::kBFloat16}}) {
     if (!wants(options.precisions, key)) continue;
@@ -284,25 +297,28 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.ranges.percentile = 99.999;
   q.keep_float = options.keep_float;
   analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
-  sim.start_calibration();
   const bool on_eval = task.evaluation().calibrate_on == "eval";
   if (on_eval) result["w8a8_calibrate_on"] = "eval";  // the output says so: not the paper's protocol
-  {
+  if (cache.w8a8_ranges.empty()) {
+    sim.start_calibration();
     torch::NoGradGuard no_grad;
     model.module->eval();
     for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i)
       model.logits(on_eval ? batches[i % batches.size()].input : task.calibration_batch(i, gen).input);
+    sim.quantize();
+    if (!options.keep_float) cache.w8a8_ranges = sim.ranges();
+  } else {
+    sim.quantize(cache.w8a8_ranges);
   }
-  sim.quantize();
   const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
     const auto label = on_eval ? "W8A8 (ranges from the first evaluation batches)" : "W8A8";
     result["w8a8"] = timed_pass(label, batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     for (const auto& [name, extra] : extra_sets)
       result["extra"][name]["w8a8"] = timed_pass("W8A8 on " + name, extra, [&] {
-        return evaluate_batches(task, model, extra, &extra_reference[name]);
+        return evaluate_batches(task, model, extra, &cache.extra_outputs.at(name));
       });
-    result["w8a8_point_errors"] = point_errors(model, points, probe, fp32_points, ranges);
+    result["w8a8_point_errors"] = point_errors(model, points, probe, cache.probe_points, ranges);
   }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
   // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.

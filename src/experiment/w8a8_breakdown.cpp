@@ -28,6 +28,8 @@ nlohmann::json w8a8_breakdown(const Task& task, TaskModel& model, EvaluateOption
   options.precisions = {"w8a8"};
   options.time_int8 = false;
   options.keep_float = nullptr;
+  EvaluationCache cache;  // the full evaluation's FP32 outputs and W8A8 ranges, reused by every row
+  options.cache = &cache;
   nlohmann::json result;
   result["full"] = evaluate_model(task, model, options);
   // The kinds in forward order, each with its points' names; a point W8A8 leaves alone has no range.

@@ -896,6 +896,55 @@ TEST(W8A8Breakdown, EachRowIsTheEvaluationWithThatKindInFloat) {
   EXPECT_LT(breakdown["kinds"][0]["w8a8"]["kl"].get<double>(), 0.5 * breakdown["full"]["w8a8"]["kl"].get<double>());
 }
 
+// An evaluation cache: the first evaluation fills it, a later one with points in float reuses its FP32 outputs and
+// W8A8 ranges and gives the same results as a fresh evaluation, on the further evaluation sets too, without the FP32
+// entries; an evaluation with points in float stores no ranges; a cache that lacks a set the evaluation needs is
+// refused by name.
+TEST(W8A8Breakdown, ACachedEvaluationGivesTheSameResultsAsAFreshOne) {
+  struct WithSecondSet : ToyTask {
+    WithSecondSet() { second_["second"] = {eval_batches()[1], eval_batches()[0]}; }
+    const std::map<std::string, std::vector<experiment::Batch>>& extra_evaluations() const override { return second_; }
+    std::map<std::string, std::vector<experiment::Batch>> second_;
+  };
+  at::manual_seed(0);
+  WithSecondSet task;
+  auto model = task.build("softmax1");
+  experiment::EvaluateOptions evaluate;
+  evaluate.precisions = {"fp32", "bf16", "w8a8"};
+  evaluate.time_int8 = false;
+  const auto residual_in_float = [](const std::string& name) { return name.ends_with(".attention_residual"); };
+  evaluate.keep_float = residual_in_float;
+  const auto fresh = experiment::evaluate_model(task, model, evaluate);
+  experiment::EvaluationCache cache;
+  evaluate.cache = &cache;
+  evaluate.keep_float = nullptr;
+  const auto filling = experiment::evaluate_model(task, model, evaluate);
+  ASSERT_FALSE(cache.outputs.empty());
+  ASSERT_FALSE(cache.w8a8_ranges.empty());
+  EXPECT_TRUE(filling.contains("outliers"));
+  evaluate.keep_float = residual_in_float;
+  const auto cached = experiment::evaluate_model(task, model, evaluate);
+  EXPECT_FALSE(cached.contains("fp32"));
+  EXPECT_FALSE(cached.contains("outliers"));
+  EXPECT_EQ(cached["w8a8"], fresh["w8a8"]);
+  EXPECT_EQ(cached["bf16"], fresh["bf16"]);
+  EXPECT_EQ(cached["extra"]["second"]["w8a8"], fresh["extra"]["second"]["w8a8"]);
+  EXPECT_EQ(cached["w8a8_point_errors"], fresh["w8a8_point_errors"]);
+  EXPECT_NE(cached["w8a8"]["kl"], filling["w8a8"]["kl"]);  // the keep-float rule still applies
+  experiment::EvaluationCache partial;
+  evaluate.cache = &partial;
+  evaluate.extra_sets = false;
+  experiment::evaluate_model(task, model, evaluate);
+  EXPECT_TRUE(partial.w8a8_ranges.empty());  // calibrated without the residual points
+  evaluate.extra_sets = true;
+  try {
+    experiment::evaluate_model(task, model, evaluate);
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no outputs on second"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Runner, EarlyStoppingKeepsTheBestValidationModelAndResumesExactly) {
   const auto dir = fresh_dir("early-stop");
   ToyForecastTask task(1, 2);

@@ -181,6 +181,41 @@ TEST(W8A8, CalibrateQuantizeRestore) {
   EXPECT_LT((wq - fp32).abs().max().item<double>(), (q - fp32).abs().max().item<double>() + 1e-6);
 }
 
+// Ranges from an earlier calibration quantize exactly as that calibration did, without a calibration pass; with a
+// point kept in float, the same as a calibration that skipped it; a range that is not one is refused.
+TEST(W8A8, QuantizesWithTheRangesOfAnEarlierCalibration) {
+  at::manual_seed(0);
+  models::OptForCausalLM m(tiny());
+  m->eval();
+  auto points = std::make_shared<nn::ActivationPoints>();
+  m->set_activation_points(points);
+  const auto x = ids(4, 12);
+  const auto quantized = [&](const analysis::W8A8Options& options, const auto& ranges) {
+    analysis::W8A8Simulation sim(*m, points, {}, options);
+    if (ranges.empty()) {
+      sim.start_calibration();
+      m->forward(ids(4, 12));  // another batch than x
+    }
+    ranges.empty() ? sim.quantize() : sim.quantize(ranges);
+    return std::pair{m->forward(x), sim.ranges()};
+  };
+  const std::vector<std::pair<std::string, std::pair<double, double>>> none;
+  const auto [calibrated, ranges] = quantized({}, none);
+  const auto [again, same_ranges] = quantized({}, ranges);
+  EXPECT_TRUE(at::equal(again, calibrated));
+  EXPECT_EQ(same_ranges, ranges);
+  analysis::W8A8Options residual_in_float;
+  residual_in_float.keep_float = [](const std::string& name) { return name.ends_with(".self_attn_residual"); };
+  const auto [skipped, fewer] = quantized(residual_in_float, none);
+  const auto [skipped_again, fewer_again] = quantized(residual_in_float, ranges);
+  EXPECT_TRUE(at::equal(skipped_again, skipped));
+  EXPECT_EQ(fewer_again, fewer);
+  EXPECT_LT(fewer.size(), ranges.size());
+  EXPECT_FALSE(at::equal(skipped, calibrated));
+  analysis::W8A8Simulation sim(*m, points, {});
+  EXPECT_THROW(sim.quantize({{"model.decoder.embeddings", {1.0, -1.0}}}), c10::Error);
+}
+
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
   models::OptForCausalLM m(tiny());

@@ -28,6 +28,7 @@ struct RangeEstimatorOptions {
 class RangeEstimator {
  public:
   explicit RangeEstimator(RangeEstimatorOptions options = {});
+  static RangeEstimator frozen_at(std::pair<double, double> range);  // a range found before, frozen (min <= max)
   void observe(const at::Tensor& x);  // ignored once frozen
   void freeze() { frozen_ = true; }
   bool frozen() const { return frozen_; }

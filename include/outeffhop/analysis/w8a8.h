@@ -35,6 +35,10 @@ class W8A8Simulation {
 
   void start_calibration();  // forward passes from now on record activation ranges; values pass unchanged
   void quantize();           // freezes the ranges; quantizes weights in place and activations at every point
+  // quantize() with the ranges an earlier calibration of this model froze (its ranges()), without calibrating:
+  // calibration passes values unchanged, so its ranges do not depend on keep_float. Points keep_float names are
+  // skipped; a point missing from `ranges` fails when it is reached, as an uncalibrated one does.
+  void quantize(const std::vector<std::pair<std::string, std::pair<double, double>>>& ranges);
   void restore();            // the float weights back, no transform
 
   // Calibrated (min, max) per activation point, in the order first seen.

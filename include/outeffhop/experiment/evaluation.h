@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,16 @@ void use_eager_attention(nn::ActivationPoints& points);
 nlohmann::json track_outliers(const Task& task, TaskModel& model, const nn::ActivationPointsPtr& points,
                               at::Device device);
 
+// What repeated evaluations of one model with the same options (eval --w8a8-breakdown: one per kind of point left in
+// float) can share instead of recomputing: the FP32 outputs the reduced precisions are measured against, and the
+// W8A8 ranges (calibration passes values unchanged, so they do not depend on which points W8A8 leaves in float).
+struct EvaluationCache {
+  std::vector<at::Tensor> outputs;                               // FP32, per evaluation batch
+  std::map<std::string, std::vector<at::Tensor>> extra_outputs;  // FP32, per further evaluation set, per batch
+  std::vector<std::pair<std::string, at::Tensor>> probe_points;  // FP32, every activation point on a probe input
+  std::vector<std::pair<std::string, std::pair<double, double>>> w8a8_ranges;  // from a calibration of every point
+};
+
 struct EvaluateOptions {
   std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"};  // FP32 is always evaluated
   uint64_t calibration_seed = 2000;  // draws the W8A8 calibration batches from the training data
@@ -41,6 +52,11 @@ struct EvaluateOptions {
   std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
   std::optional<at::Device> native_half;  // FP16/BF16 run natively on this device (a GPU); unset: emulated on CPU
   bool extra_sets = true;  // also the task's further evaluation sets (Task::extra_evaluations: the held-out books)
+  // Not null: what this evaluation takes from earlier ones of the same model and options, and leaves for later ones.
+  // With FP32 outputs there, the FP32 passes are skipped, and with them the result's "fp32", "outliers" and
+  // "attention" entries; with W8A8 ranges there, the calibration. An evaluation that leaves points in float stores
+  // no ranges.
+  EvaluationCache* cache = nullptr;
 };
 // A trained model on the task's evaluation batches: FP32 with the outlier statistics (result["outliers"]: avg
 // kurtosis, max inf-norm, per module and per layer), then each precision asked for, with the KL divergence and
