@@ -29,6 +29,16 @@ models::OptConfig tiny(const std::string& variant = "softmax1") {
   return c;
 }
 
+// The tiny OPT in eval mode with activation points attached: what the precision tests transform.
+struct TinyWithPoints {
+  TinyWithPoints() : m(tiny()), points(std::make_shared<nn::ActivationPoints>()) {
+    m->eval();
+    m->set_activation_points(points);
+  }
+  models::OptForCausalLM m{nullptr};
+  nn::ActivationPointsPtr points;
+};
+
 at::Tensor ids(int64_t b, int64_t t, int64_t seed = 0) {
   at::manual_seed(seed);
   return at::randint(32, {b, t}, at::kLong);
@@ -142,10 +152,8 @@ TEST(Train, ScheduleAndDecayGroups) {
 
 TEST(W8A8, CalibrateQuantizeRestore) {
   at::manual_seed(0);
-  models::OptForCausalLM m(tiny());
-  m->eval();
-  auto points = std::make_shared<nn::ActivationPoints>();
-  m->set_activation_points(points);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
   const auto x = ids(4, 12);
   const auto fp32 = m->forward(x);
   const auto table = m->named_parameters()["model.decoder.embed_tokens.weight"];
@@ -185,10 +193,8 @@ TEST(W8A8, CalibrateQuantizeRestore) {
 // point kept in float, the same as a calibration that skipped it; a range that is not one is refused.
 TEST(W8A8, QuantizesWithTheRangesOfAnEarlierCalibration) {
   at::manual_seed(0);
-  models::OptForCausalLM m(tiny());
-  m->eval();
-  auto points = std::make_shared<nn::ActivationPoints>();
-  m->set_activation_points(points);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
   const auto x = ids(4, 12);
   const auto quantized = [&](const analysis::W8A8Options& options, const auto& ranges) {
     analysis::W8A8Simulation sim(*m, points, {}, options);
@@ -218,10 +224,8 @@ TEST(W8A8, QuantizesWithTheRangesOfAnEarlierCalibration) {
 
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
-  models::OptForCausalLM m(tiny());
-  m->eval();
-  auto points = std::make_shared<nn::ActivationPoints>();
-  m->set_activation_points(points);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
   const auto x = ids(2, 8);
   const auto fp32 = m->forward(x);
   for (const auto type : {at::kHalf, at::kBFloat16}) {
