@@ -261,8 +261,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   auto points = std::make_shared<nn::ActivationPoints>();
   model.set_points(points);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(options.calibration_seed);
-  const auto probe = task.eval_batches().front().input.slice(0, 0, 4);
   const auto& batches = task.eval_batches();
+  const auto probe = batches.front().input.slice(0, 0, 4);
   static const std::map<std::string, std::vector<Batch>> kNoExtra;
   const auto& extra_sets = options.extra_sets ? task.extra_evaluations() : kNoExtra;
   EvaluationCache own;
