@@ -64,12 +64,24 @@ void print_w8a8_breakdown(const experiment::Task& task, const nlohmann::json& br
   std::printf("\n");
 }
 
+// A suffix that names no activation point would leave the W8A8 evaluation unchanged without a word.
+void check_point_suffixes(const char* option, const std::vector<std::string>& suffixes, const nlohmann::json& result) {
+  if (!result.contains("w8a8_point_errors")) return;
+  for (const auto& suffix : suffixes) {
+    bool found = false;
+    for (const auto& e : result["w8a8_point_errors"]) found = found || e["point"].get<std::string>().ends_with(suffix);
+    TORCH_CHECK(found, option, " ", suffix, ": no activation point's name ends with it (eval --json lists them under ",
+                "w8a8_point_errors, e.g. ", result["w8a8_point_errors"].back()["point"].get<std::string>(), ")");
+  }
+}
+
 }  // namespace
 
 void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
-    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, overrides;
+    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, quantize_only,
+                                                                                         overrides;
     std::string native_half, eval_text;
     bool json = false, skip_held_out = false, w8a8_breakdown = false;
   };
@@ -89,6 +101,12 @@ void add_eval(CLI::App& app) {
       cmd->add_option("--w8a8-keep-float", a->keep_float,
                       "activation points (name suffixes, e.g. attn_scores,attn_probs) that W8A8 leaves in float")
           ->delimiter(',');
+  auto* quantize_only_option =
+      cmd->add_option("--w8a8-quantize-only", a->quantize_only,
+                      "the only activation points (name suffixes) that W8A8 quantizes: what they cost on their own "
+                      "(weights are still quantized; --set eval.weight_bits=16 leaves them almost exact)")
+          ->delimiter(',')
+          ->excludes(keep_float_option);
   cmd->add_option("--native-half", a->native_half,
                   "run FP16/BF16 natively, the model cast to half precision on this device (cuda, cuda:1, cpu), "
                   "instead of emulating the rounding on CPU");
@@ -107,7 +125,8 @@ void add_eval(CLI::App& app) {
                 "where W8A8 loses: evaluate W8A8 again with each kind of activation point (a point's name with its "
                 "layer numbers as *) in float, one kind at a time, and print the cost with each, the largest saving "
                 "first (instead of the usual evaluation; one W8A8 evaluation per kind)")
-      ->excludes(keep_float_option);
+      ->excludes(keep_float_option)
+      ->excludes(quantize_only_option);
   cmd->add_flag("--json", a->json, "print the full result as JSON (per module, per layer, per point)");
   cmd->callback([a] {
     auto saved = load_saved_model(a->checkpoint);
@@ -128,11 +147,13 @@ void add_eval(CLI::App& app) {
     options.precisions = a->precisions;
     options.extra_sets = !a->skip_held_out;
     options.calibration_seed = saved.config.value("seed", int64_t{0}) + 2000;
-    options.keep_float = [keep = a->keep_float](const std::string& name) {
-      return std::any_of(keep.begin(), keep.end(), [&](const std::string& suffix) {
-        return name.ends_with(suffix);
-      });
+    auto any_suffix = [](const std::vector<std::string>& suffixes, const std::string& name) {
+      return std::any_of(suffixes.begin(), suffixes.end(), [&](const auto& suffix) { return name.ends_with(suffix); });
     };
+    if (!a->keep_float.empty())
+      options.keep_float = [=, keep = a->keep_float](const std::string& name) { return any_suffix(keep, name); };
+    if (!a->quantize_only.empty())
+      options.keep_float = [=, only = a->quantize_only](const std::string& name) { return !any_suffix(only, name); };
     if (!a->native_half.empty()) {
       options.native_half = experiment::available_device(a->native_half);
       std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
@@ -146,6 +167,8 @@ void add_eval(CLI::App& app) {
       return;
     }
     auto result = experiment::evaluate_model(*task, saved.model, options);
+    check_point_suffixes("--w8a8-keep-float", a->keep_float, result);
+    check_point_suffixes("--w8a8-quantize-only", a->quantize_only, result);
     experiment::note_constant_zero_points(a->checkpoint, result);
     if (a->json) {
       std::cout << result.dump(1) << "\n";
@@ -166,11 +189,16 @@ void add_eval(CLI::App& app) {
         std::printf("| %s | %.4f | %.3f | %.2f |\n", label.c_str(), r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
                     100 * r.value("same_top1", 1.0));
     };
+    const auto quantized = [&](std::string p) {  // "w8a8", or the widths eval.weight_bits/activation_bits set
+      if (p != "w8a8" || !result.contains("w8a8_bits")) return p;
+      const auto& bits = result["w8a8_bits"];
+      return "w" + bits["weights"].dump() + "a" + bits["activations"].dump();
+    };
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"})
-      if (result.contains(p)) row(p, result[p]);
+      if (result.contains(p)) row(quantized(p), result[p]);
     if (result.contains("extra"))  // further evaluation sets (lm, bert: the held-out books)
       for (const auto& [name, precisions] : result["extra"].items())
-        for (const auto& [p, r] : precisions.items()) row(p + " on " + name, r);
+        for (const auto& [p, r] : precisions.items()) row(quantized(p) + " on " + name, r);
     std::printf("avg kurtosis %.3f, max inf-norm %.3f\n", result["outliers"]["avg_kurtosis"].get<double>(),
                 result["outliers"]["max_inf_norm"].get<double>());
     auto peaks = result["outliers"]["peaks"].get<std::vector<nlohmann::json>>();

@@ -288,7 +288,10 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   result["half_precision"] = options.native_half ? "native on " + options.native_half->str() : "emulated";
 
   const auto input_point = task.int8_input_point();
-  const bool int8 = wants(options.precisions, "int8") && task.evaluation().int8 && input_point;
+  const auto& e = task.evaluation();
+  const bool eight_bit = e.weight_bits == 8 && e.activation_bits == 8;
+  // Real INT8 Linears check the simulation at 8 bits; at other widths there is nothing real to compare with.
+  const bool int8 = wants(options.precisions, "int8") && e.int8 && input_point && eight_bit;
   if (!wants(options.precisions, "w8a8") && !int8) return result;
   // W8A8: ranges from the task's calibration batches (or the first evaluation batches, eval.calibrate_on) with the
   // 0.001/99.999 percentiles, then frozen.
@@ -296,14 +299,18 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
   q.keep_float = options.keep_float;
+  q.weight_bits = e.weight_bits;
+  q.activation_bits = e.activation_bits;
+  // Other widths keep the result's "w8a8" key (what reads it needs no change) and say what they were.
+  if (!eight_bit) result["w8a8_bits"] = {{"weights", e.weight_bits}, {"activations", e.activation_bits}};
   analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
-  const bool on_eval = task.evaluation().calibrate_on == "eval";
+  const bool on_eval = e.calibrate_on == "eval";
   if (on_eval) result["w8a8_calibrate_on"] = "eval";  // the output says so: not the paper's protocol
   if (cache.w8a8_ranges.empty()) {
     sim.start_calibration();
     torch::NoGradGuard no_grad;
     model.module->eval();
-    for (int64_t i = 0; i < task.evaluation().calibration_batches; ++i)
+    for (int64_t i = 0; i < e.calibration_batches; ++i)
       model.logits(on_eval ? batches[i % batches.size()].input : task.calibration_batch(i, gen).input);
     sim.quantize();
     if (!options.keep_float) cache.w8a8_ranges = sim.ranges();
@@ -312,10 +319,11 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   }
   const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
-    const auto label = on_eval ? "W8A8 (ranges from the first evaluation batches)" : "W8A8";
+    const auto widths = "W" + std::to_string(e.weight_bits) + "A" + std::to_string(e.activation_bits);
+    const auto label = widths + (on_eval ? " (ranges from the first evaluation batches)" : "");
     result["w8a8"] = timed_pass(label, batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     for (const auto& [name, extra] : extra_sets)
-      result["extra"][name]["w8a8"] = timed_pass("W8A8 on " + name, extra, [&] {
+      result["extra"][name]["w8a8"] = timed_pass(widths + " on " + name, extra, [&] {
         return evaluate_batches(task, model, extra, &cache.extra_outputs.at(name));
       });
     result["w8a8_point_errors"] = point_errors(model, points, probe, cache.probe_points, ranges);

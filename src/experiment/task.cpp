@@ -86,6 +86,8 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
     e.batches = c.get("batches", e.batches);
   e.calibration_batches = c.get("calibration_batches", e.calibration_batches);
   e.calibrate_on = c.get("calibrate_on", e.calibrate_on);
+  e.weight_bits = c.get("weight_bits", e.weight_bits);
+  e.activation_bits = c.get("activation_bits", e.activation_bits);
   e.track_every = c.get("track_every", e.track_every);
   e.int8 = c.get("int8", e.int8);
   c.finish();
@@ -93,11 +95,15 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
     c.fail("", "needs batches >= 1 (or all), calibration_batches >= 1, track_every >= 0");
   if (e.calibrate_on != "task" && e.calibrate_on != "eval")
     c.fail("calibrate_on", "is '" + e.calibrate_on + "'; use task (the task's calibration batches) or eval");
+  for (const auto& [key, bits] : {std::pair{"weight_bits", e.weight_bits}, {"activation_bits", e.activation_bits}})
+    if (bits < 2 || bits > 16) c.fail(key, "is " + std::to_string(bits) + "; the simulation takes 2 to 16 bits");
   resolved = {{"batches", e.batches == EvaluationOptions::all ? nlohmann::json("all") : nlohmann::json(e.batches)},
               {"calibration_batches", e.calibration_batches},
               {"track_every", e.track_every},
               {"int8", e.int8}};
   if (e.calibrate_on != "task") resolved["calibrate_on"] = e.calibrate_on;  // absent: as in runs made before it
+  if (e.weight_bits != 8) resolved["weight_bits"] = e.weight_bits;  // likewise
+  if (e.activation_bits != 8) resolved["activation_bits"] = e.activation_bits;
 }
 
 namespace {

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <thread>
 
+#include "outeffhop/analysis/int8_linear.h"
 #include "outeffhop/experiment/config.h"
 #include "outeffhop/experiment/evaluation.h"
 #include "outeffhop/experiment/results_table.h"
@@ -136,6 +137,13 @@ TEST(Config, EvalBatchesIsACountOrAll) {
   };
   EXPECT_FALSE(resolved({{"calibrate_on", "task"}}).contains("calibrate_on"));
   EXPECT_EQ(resolved({{"calibrate_on", "eval"}})["calibrate_on"], "eval");
+  for (const std::string key : {"weight_bits", "activation_bits"}) {
+    EXPECT_NE(refusal({{key, 1}}).find("'eval." + key + "' is 1; the simulation takes 2 to 16 bits"), std::string::npos)
+        << refusal({{key, 1}});
+    EXPECT_NE(refusal({{key, 17}}).find("is 17"), std::string::npos) << refusal({{key, 17}});
+    EXPECT_FALSE(resolved({{key, 8}}).contains(key));
+    EXPECT_EQ(resolved({{key, 4}})[key], 4);
+  }
 }
 
 models::VitConfig toy_vit() {
@@ -804,6 +812,41 @@ TEST(Runner, CalibrateOnEvalCalibratesOnTheEvaluationBatches) {
   EXPECT_NE(on_eval["w8a8"]["kl"], evaluate(ToyTask())["w8a8"]["kl"]);
   EXPECT_EQ(on_eval["w8a8_calibrate_on"], "eval");  // the result says how it was calibrated
   EXPECT_FALSE(oracle.contains("w8a8_calibrate_on"));
+}
+
+// eval.weight_bits / eval.activation_bits reach the simulation: fewer bits on either side cost more, more bits less,
+// 16 on both least (not nothing: the percentile ranges clip the extremes at any width). Real INT8 is left out at
+// other widths and the result names them.
+TEST(Runner, BitWidthsSetTheSimulatedQuantization) {
+  struct Widths : ToyTask {
+    Widths(int64_t weights, int64_t activations) {
+      evaluation_.weight_bits = weights, evaluation_.activation_bits = activations;
+    }
+    std::function<std::string(const std::string&)> int8_input_point() const override {
+      return analysis::vit_linear_input_point;  // the toy task's model is a ViT
+    }
+  };
+  const auto evaluate = [](int64_t weights, int64_t activations) {
+    const Widths task(weights, activations);
+    at::manual_seed(0);
+    auto model = task.build("softmax1");
+    experiment::EvaluateOptions options;
+    options.precisions = {"fp32", "w8a8", "int8"};
+    return experiment::evaluate_model(task, model, options);
+  };
+  const auto kl = [](const json& result) { return result["w8a8"]["kl"].get<double>(); };
+  const auto w8a8 = evaluate(8, 8), w4a8 = evaluate(4, 8), w8a4 = evaluate(8, 4), w16a8 = evaluate(16, 8),
+             w8a16 = evaluate(8, 16), w16a16 = evaluate(16, 16);
+  EXPECT_GT(kl(w4a8), kl(w8a8));
+  EXPECT_GT(kl(w8a4), kl(w8a8));
+  EXPECT_LT(kl(w16a8), kl(w8a8));
+  EXPECT_LT(kl(w8a16), kl(w8a8));
+  EXPECT_LT(kl(w16a16), std::min(kl(w16a8), kl(w8a16)));
+  EXPECT_LT(kl(w16a16), 0.1 * kl(w8a8)) << kl(w16a16) << " vs " << kl(w8a8);
+  EXPECT_FALSE(w8a8.contains("w8a8_bits"));
+  EXPECT_EQ(w4a8["w8a8_bits"], (json{{"weights", 4}, {"activations", 8}}));
+  EXPECT_TRUE(w8a8.contains("int8"));
+  EXPECT_FALSE(w4a8.contains("int8"));
 }
 
 // W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager

@@ -45,6 +45,9 @@ struct EvaluationOptions {
   // Where W8A8 calibrates: "task" (Task::calibration_batch, the paper's protocol) or "eval" (the first evaluation
   // batches, which are then also evaluated: a diagnostic of whether the task's ranges cover the evaluated text).
   std::string calibrate_on = "task";
+  // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8). Real INT8 runs only at 8 and 8.
+  int64_t weight_bits = 8;
+  int64_t activation_bits = 8;
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
   // Early stopping, for tasks with validation batches: the validation loss every K steps (0: off); training stops
