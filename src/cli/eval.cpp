@@ -1,6 +1,7 @@
 // `outeffhop eval`: a saved model evaluated in the precisions asked for (FP32 always, with the paper's outlier
 // statistics), on its task's evaluation data, with what each precision costs against FP32.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -80,8 +81,8 @@ void check_point_suffixes(const char* option, const std::vector<std::string>& su
 void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
-    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"}, keep_float, quantize_only,
-                                                                                         overrides;
+    std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"};
+    std::vector<std::string> keep_float, quantize_only, overrides;
     std::string native_half, eval_text;
     bool json = false, skip_held_out = false, w8a8_breakdown = false;
   };
@@ -189,10 +190,11 @@ void add_eval(CLI::App& app) {
         std::printf("| %s | %.4f | %.3f | %.2f |\n", label.c_str(), r["metric"].get<double>(), 1e3 * r.value("kl", 0.0),
                     100 * r.value("same_top1", 1.0));
     };
-    const auto quantized = [&](std::string p) {  // "w8a8", or the widths eval.weight_bits/activation_bits set
-      if (p != "w8a8" || !result.contains("w8a8_bits")) return p;
-      const auto& bits = result["w8a8_bits"];
-      return "w" + bits["weights"].dump() + "a" + bits["activations"].dump();
+    const auto quantized = [&](const std::string& p) {  // "w8a8", or the widths eval.weight_bits/activation_bits set
+      if (p != "w8a8") return p;
+      auto widths = task->evaluation().widths();
+      std::transform(widths.begin(), widths.end(), widths.begin(), [](unsigned char c) { return std::tolower(c); });
+      return widths;
     };
     for (const char* p : {"fp32", "fp16", "bf16", "w8a8", "int8"})
       if (result.contains(p)) row(quantized(p), result[p]);

@@ -314,9 +314,9 @@ void run(ExperimentArgs a) {
       forecast_results.push_back(results);
     }
     tables += experiment::results_table(*task, results, variants);
-    if (const auto& e = task->evaluation(); e.weight_bits != 8 || e.activation_bits != 8)  // the columns keep "W8A8"
-      tables += "\n(W8A8 in this task's columns: simulated at W" + std::to_string(e.weight_bits) + "A" +
-                std::to_string(e.activation_bits) + ", eval.weight_bits and eval.activation_bits.)\n";
+    if (const auto& e = task->evaluation(); !e.eight_bit())  // the columns keep "W8A8"
+      tables += "\n(W8A8 in this task's columns: simulated at " + e.widths() +
+                ", eval.weight_bits and eval.activation_bits.)\n";
     if (const auto paired = experiment::paired_table(results, variants, task->metric_name()); !paired.empty())
       tables += "\nAgainst " + variants.front() +
                 ", seed by seed (Δ: mean ± std of the differences over the seeds both " +

@@ -289,9 +289,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
 
   const auto input_point = task.int8_input_point();
   const auto& e = task.evaluation();
-  const bool eight_bit = e.weight_bits == 8 && e.activation_bits == 8;
   // Real INT8 Linears check the simulation at 8 bits; at other widths there is nothing real to compare with.
-  const bool int8 = wants(options.precisions, "int8") && e.int8 && input_point && eight_bit;
+  const bool int8 = wants(options.precisions, "int8") && e.int8 && input_point && e.eight_bit();
   if (!wants(options.precisions, "w8a8") && !int8) return result;
   // W8A8: ranges from the task's calibration batches (or the first evaluation batches, eval.calibrate_on) with the
   // 0.001/99.999 percentiles, then frozen.
@@ -302,7 +301,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.weight_bits = e.weight_bits;
   q.activation_bits = e.activation_bits;
   // Other widths keep the result's "w8a8" key (what reads it needs no change) and say what they were.
-  if (!eight_bit) result["w8a8_bits"] = {{"weights", e.weight_bits}, {"activations", e.activation_bits}};
+  if (!e.eight_bit()) result["w8a8_bits"] = {{"weights", e.weight_bits}, {"activations", e.activation_bits}};
   analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
   const bool on_eval = e.calibrate_on == "eval";
   if (on_eval) result["w8a8_calibrate_on"] = "eval";  // the output says so: not the paper's protocol
@@ -319,7 +318,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   }
   const auto ranges = sim.ranges();
   if (wants(options.precisions, "w8a8")) {
-    const auto widths = "W" + std::to_string(e.weight_bits) + "A" + std::to_string(e.activation_bits);
+    const auto widths = e.widths();
     const auto label = widths + (on_eval ? " (ranges from the first evaluation batches)" : "");
     result["w8a8"] = timed_pass(label, batches, [&] { return evaluate_batches(task, model, batches, &reference); });
     for (const auto& [name, extra] : extra_sets)

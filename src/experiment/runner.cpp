@@ -366,9 +366,8 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
     if (first > 0) train_seconds = -1;  // split over sessions: not a throughput figure
   }
   const auto& e = task.evaluation();
-  std::fprintf(stderr, "%s evaluating: FP32, FP16, BF16, W%lldA%lld%s\n", tag.c_str(),
-               static_cast<long long>(e.weight_bits), static_cast<long long>(e.activation_bits),
-               task.int8_input_point() && e.int8 && e.weight_bits == 8 && e.activation_bits == 8 ? ", INT8" : "");
+  std::fprintf(stderr, "%s evaluating: FP32, FP16, BF16, %s%s\n", tag.c_str(), e.widths().c_str(),
+               task.int8_input_point() && e.int8 && e.eight_bit() ? ", INT8" : "");
   EvaluateOptions evaluate_options;
   evaluate_options.calibration_seed = static_cast<uint64_t>(seed) + 2000;
   evaluate_options.time_int8 = options.time_int8;

@@ -48,6 +48,10 @@ struct EvaluationOptions {
   // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8). Real INT8 runs only at 8 and 8.
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
+  bool eight_bit() const { return weight_bits == 8 && activation_bits == 8; }
+  std::string widths() const {  // "W8A8", "W4A8", ...
+    return "W" + std::to_string(weight_bits) + "A" + std::to_string(activation_bits);
+  }
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them
   // Early stopping, for tasks with validation batches: the validation loss every K steps (0: off); training stops
