@@ -4,9 +4,22 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
+#include <cmath>
+
 #include "outeffhop/outliers.h"
 
 namespace outeffhop::analysis {
+namespace {
+
+// fake_quant_sym on every row of a matrix, each row with its own scale max|row| / (2^(bits-1) - 1); a zero row stays 0.
+at::Tensor fake_quant_sym_per_row(const at::Tensor& w, int64_t bits) {
+  const double top = (1 << (bits - 1)) - 1;
+  const auto delta = w.abs().amax({1}, /*keepdim=*/true) / top;
+  const auto safe = at::where(delta > 0, delta, at::ones_like(delta));
+  return at::clamp(at::round(w / safe), -top - 1, top) * delta;
+}
+
+}  // namespace
 
 W8A8Simulation::W8A8Simulation(torch::nn::Module& model, nn::ActivationPointsPtr points,
                                std::map<std::string, at::Tensor> lookups, W8A8Options options)
@@ -35,11 +48,20 @@ void W8A8Simulation::quantize() {
   for (const auto& item : model_.named_modules()) {
     if (item.key().find("alpha.") != std::string::npos) continue;  // gate networks stay float
     at::Tensor weight;
-    if (auto* linear = item.value()->as<torch::nn::Linear>()) weight = linear->weight;
+    const auto* linear = item.value()->as<torch::nn::Linear>();
+    if (linear) weight = linear->weight;
     if (auto* norm = item.value()->as<torch::nn::LayerNorm>()) weight = norm->weight;
     if (!weight.defined()) continue;
-    saved_weights_.emplace_back(weight, weight.detach().clone());
-    weight.copy_(fake_quant_sym(weight.detach(), options_.weight_bits));
+    const auto original = weight.detach().clone();
+    const auto quantized = linear && options_.per_channel_weights
+                               ? fake_quant_sym_per_row(original, options_.weight_bits)
+                               : fake_quant_sym(original, options_.weight_bits);
+    const double norm = original.norm().item<double>();
+    weight_errors_.push_back({item.key() + ".weight", original.abs().max().item<double>(),
+                              norm / std::sqrt(static_cast<double>(original.numel())),
+                              norm > 0 ? (quantized - original).norm().item<double>() / norm : 0.0});
+    saved_weights_.emplace_back(weight, original);
+    weight.copy_(quantized);
   }
   // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid.
   lookup_deltas_.clear();
@@ -63,6 +85,7 @@ void W8A8Simulation::restore() {
   torch::NoGradGuard no_grad;
   for (auto& [param, original] : saved_weights_) param.copy_(original);
   saved_weights_.clear();
+  weight_errors_.clear();
   quantizing_ = false;
   points_->set_transform(nullptr);
 }

@@ -227,6 +227,18 @@ void add_eval(CLI::App& app) {
       else
         std::printf(" - | - |\n");
     }
+    if (result.contains("w8a8_weight_errors")) {  // the weights' side of the simulation, in one line
+      double sum = 0;
+      const nlohmann::json* worst = nullptr;
+      for (const auto& w : result["w8a8_weight_errors"]) {
+        sum += w["relative_error"].get<double>();
+        if (!worst || w["relative_error"] > (*worst)["relative_error"]) worst = &w;
+      }
+      std::printf("%s weights: mean relative error %.4f over %zu tensors, largest %.4f (%s, max abs %.3f)\n",
+                  quantized("w8a8").c_str(), sum / result["w8a8_weight_errors"].size(),
+                  result["w8a8_weight_errors"].size(), (*worst)["relative_error"].get<double>(),
+                  (*worst)["weight"].get<std::string>().c_str(), (*worst)["max_abs"].get<double>());
+    }
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
                   result["fp32_parameter_bytes"].get<double>() / 1e6,

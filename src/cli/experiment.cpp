@@ -314,9 +314,9 @@ void run(ExperimentArgs a) {
       forecast_results.push_back(results);
     }
     tables += experiment::results_table(*task, results, variants);
-    if (const auto& e = task->evaluation(); !e.eight_bit())  // the columns keep "W8A8"
+    if (const auto& e = task->evaluation(); !e.paper_scheme())  // the columns keep "W8A8"
       tables += "\n(W8A8 in this task's columns: simulated at " + e.widths() +
-                ", eval.weight_bits and eval.activation_bits.)\n";
+                ", eval.weight_bits, eval.activation_bits and eval.weight_granularity.)\n";
     if (const auto paired = experiment::paired_table(results, variants, task->metric_name()); !paired.empty())
       tables += "\nAgainst " + variants.front() +
                 ", seed by seed (Δ: mean ± std of the differences over the seeds both " +

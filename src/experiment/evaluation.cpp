@@ -289,8 +289,8 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
 
   const auto input_point = task.int8_input_point();
   const auto& e = task.evaluation();
-  // Real INT8 Linears check the simulation at 8 bits; at other widths there is nothing real to compare with.
-  const bool int8 = wants(options.precisions, "int8") && e.int8 && input_point && e.eight_bit();
+  // Real INT8 Linears check the simulation of the paper's scheme; other schemes have nothing real to compare with.
+  const bool int8 = wants(options.precisions, "int8") && input_point && e.real_int8();
   if (!wants(options.precisions, "w8a8") && !int8) return result;
   // W8A8: ranges from the task's calibration batches (or the first evaluation batches, eval.calibrate_on) with the
   // 0.001/99.999 percentiles, then frozen.
@@ -300,8 +300,12 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.keep_float = options.keep_float;
   q.weight_bits = e.weight_bits;
   q.activation_bits = e.activation_bits;
-  // Other widths keep the result's "w8a8" key (what reads it needs no change) and say what they were.
-  if (!e.eight_bit()) result["w8a8_bits"] = {{"weights", e.weight_bits}, {"activations", e.activation_bits}};
+  q.per_channel_weights = e.per_channel_weights;
+  // Other schemes keep the result's "w8a8" key (what reads it needs no change) and say what they were.
+  if (!e.paper_scheme())
+    result["w8a8_bits"] = {{"weights", e.weight_bits},
+                           {"activations", e.activation_bits},
+                           {"weight_granularity", e.per_channel_weights ? "channel" : "tensor"}};
   analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
   const bool on_eval = e.calibrate_on == "eval";
   if (on_eval) result["w8a8_calibrate_on"] = "eval";  // the output says so: not the paper's protocol
@@ -326,6 +330,9 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
         return evaluate_batches(task, model, extra, &cache.extra_outputs.at(name));
       });
     result["w8a8_point_errors"] = point_errors(model, points, probe, cache.probe_points, ranges);
+    for (const auto& w : sim.weight_errors())  // the weights' side: what the grid did to each
+      result["w8a8_weight_errors"].push_back(
+          {{"weight", w.name}, {"max_abs", w.max_abs}, {"rms", w.rms}, {"relative_error", w.relative_error}});
   }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
   // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.

@@ -367,7 +367,7 @@ std::optional<json> run_one(const Task& task, const std::string& variant, int64_
   }
   const auto& e = task.evaluation();
   std::fprintf(stderr, "%s evaluating: FP32, FP16, BF16, %s%s\n", tag.c_str(), e.widths().c_str(),
-               task.int8_input_point() && e.int8 && e.eight_bit() ? ", INT8" : "");
+               task.int8_input_point() && e.real_int8() ? ", INT8" : "");
   EvaluateOptions evaluate_options;
   evaluate_options.calibration_seed = static_cast<uint64_t>(seed) + 2000;
   evaluate_options.time_int8 = options.time_int8;

@@ -88,6 +88,8 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   e.calibrate_on = c.get("calibrate_on", e.calibrate_on);
   e.weight_bits = c.get("weight_bits", e.weight_bits);
   e.activation_bits = c.get("activation_bits", e.activation_bits);
+  const auto granularity = c.get("weight_granularity", std::string("tensor"));
+  e.per_channel_weights = granularity == "channel";
   e.track_every = c.get("track_every", e.track_every);
   e.int8 = c.get("int8", e.int8);
   c.finish();
@@ -97,6 +99,8 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
     c.fail("calibrate_on", "is '" + e.calibrate_on + "'; use task (the task's calibration batches) or eval");
   for (const auto& [key, bits] : {std::pair{"weight_bits", e.weight_bits}, {"activation_bits", e.activation_bits}})
     if (bits < 2 || bits > 16) c.fail(key, "is " + std::to_string(bits) + "; the simulation takes 2 to 16 bits");
+  if (granularity != "tensor" && granularity != "channel")
+    c.fail("weight_granularity", "is '" + granularity + "'; use tensor (one weight scale per tensor) or channel");
   resolved = {{"batches", e.batches == EvaluationOptions::all ? nlohmann::json("all") : nlohmann::json(e.batches)},
               {"calibration_batches", e.calibration_batches},
               {"track_every", e.track_every},
@@ -104,6 +108,7 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   if (e.calibrate_on != "task") resolved["calibrate_on"] = e.calibrate_on;  // absent: as in runs made before it
   if (e.weight_bits != 8) resolved["weight_bits"] = e.weight_bits;  // likewise
   if (e.activation_bits != 8) resolved["activation_bits"] = e.activation_bits;
+  if (e.per_channel_weights) resolved["weight_granularity"] = granularity;
 }
 
 namespace {

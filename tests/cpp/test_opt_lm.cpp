@@ -222,6 +222,50 @@ TEST(W8A8, QuantizesWithTheRangesOfAnEarlierCalibration) {
   EXPECT_THROW(sim.quantize({{"model.decoder.embeddings", {1.0, -1.0}}}), c10::Error);
 }
 
+// Per-channel weights: every Linear weight row is fake_quant_sym of that row alone (its own scale), LayerNorm gammas
+// stay on their tensor's grid; the rows' own scales lose less than one scale per tensor, and restore() undoes it.
+TEST(W8A8, PerChannelWeightsQuantizeEachRowOnItsOwnGrid) {
+  at::manual_seed(0);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
+  std::map<std::string, at::Tensor> before;
+  for (const auto& p : m->named_parameters()) before[p.key()] = p.value().detach().clone();
+  std::map<std::string, analysis::WeightError> errors;  // the last simulation's, by name
+  const auto weights_after = [&](bool per_channel, int64_t bits) {
+    analysis::W8A8Options options;
+    options.keep_float = [](const std::string&) { return true; };  // weights only
+    options.per_channel_weights = per_channel;
+    options.weight_bits = bits;
+    analysis::W8A8Simulation sim(*m, points, {}, options);
+    sim.start_calibration();
+    sim.quantize();
+    std::map<std::string, at::Tensor> after;
+    for (const auto& p : m->named_parameters()) after[p.key()] = p.value().detach().clone();
+    for (const auto& e : sim.weight_errors()) errors[e.name] = e;
+    return after;  // the simulation restores the float weights when it goes
+  };
+  const auto fc1 = "model.decoder.layers.0.fc1.weight", norm = "model.decoder.layers.0.final_layer_norm.weight";
+  ASSERT_TRUE(before.count(fc1) && before.count(norm));
+  const auto per_channel = weights_after(true, 4);
+  const auto channel_error = errors.at(fc1);
+  const auto per_tensor = weights_after(false, 4);
+  // The recorded error of a weight is the relative change quantize() made to it.
+  const auto relative = [&](const at::Tensor& after) {
+    return ((after - before[fc1]).norm() / before[fc1].norm()).item<double>();
+  };
+  EXPECT_NEAR(channel_error.relative_error, relative(per_channel.at(fc1)), 1e-6);
+  EXPECT_NEAR(errors.at(fc1).relative_error, relative(per_tensor.at(fc1)), 1e-6);
+  EXPECT_NEAR(errors.at(fc1).max_abs, before[fc1].abs().max().item<double>(), 1e-7);
+  EXPECT_NEAR(errors.at(fc1).rms, before[fc1].square().mean().sqrt().item<double>(), 1e-7);
+  EXPECT_EQ(errors.at(norm).relative_error, 0.0);  // LayerNorm gammas start at 1: on the grid
+  for (int64_t r = 0; r < before[fc1].size(0); ++r)
+    EXPECT_TRUE(at::allclose(per_channel.at(fc1)[r], fake_quant_sym(before[fc1][r], 4), 1e-6, 1e-7)) << "row " << r;
+  EXPECT_TRUE(at::equal(per_channel.at(norm), fake_quant_sym(before[norm], 4)));
+  EXPECT_TRUE(at::equal(per_tensor.at(fc1), fake_quant_sym(before[fc1], 4)));
+  EXPECT_LT(channel_error.relative_error, errors.at(fc1).relative_error);
+  for (const auto& p : m->named_parameters()) EXPECT_TRUE(at::equal(p.value(), before[p.key()])) << p.key();
+}
+
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
   TinyWithPoints tiny_model;

@@ -1,7 +1,8 @@
 // Simulated W8A8 quantization (REFERENCE.md §4) of any module tree that exposes activation points: weights 8-bit
 // symmetric per tensor (every Linear weight and LayerNorm gamma, in place; embedding tables through their lookup
 // points, so a tied LM head stays float), activations 8-bit asymmetric per tensor with static ranges calibrated on a
-// few batches and then frozen. Gate networks (modules under "alpha.") stay float.
+// few batches and then frozen. Gate networks (modules under "alpha.") stay float. Beyond the paper: other widths, and
+// Linear weights with one scale per output channel (row) instead of one per tensor.
 #pragma once
 #include <torch/nn/module.h>
 
@@ -19,8 +20,20 @@ struct W8A8Options {
   RangeEstimatorOptions ranges;  // how activation ranges are calibrated
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
+  // Each Linear weight row (output channel) on its own symmetric grid; LayerNorm gammas and lookup tables stay per
+  // tensor (a per-row scale of an embedding table would be a scale per token).
+  bool per_channel_weights = false;
   // Activation points to leave in float (e.g. to find which point costs the most); empty: quantize every point.
   std::function<bool(const std::string&)> keep_float;
+};
+
+// What quantize() did to one weight: its largest magnitude, its root mean square and the relative error
+// |q - w| / |w| (Frobenius) of its quantized copy.
+struct WeightError {
+  std::string name;
+  double max_abs = 0;
+  double rms = 0;
+  double relative_error = 0;
 };
 
 class W8A8Simulation {
@@ -43,6 +56,8 @@ class W8A8Simulation {
 
   // Calibrated (min, max) per activation point, in the order first seen.
   std::vector<std::pair<std::string, std::pair<double, double>>> ranges() const;
+  // Every weight the last quantize() quantized, in module order (empty before it and after restore()).
+  const std::vector<WeightError>& weight_errors() const { return weight_errors_; }
 
  private:
   at::Tensor transform(const std::string& name, const at::Tensor& x);
@@ -55,6 +70,7 @@ class W8A8Simulation {
   std::vector<std::string> order_;
   std::map<std::string, RangeEstimator> estimators_;
   std::vector<std::pair<at::Tensor, at::Tensor>> saved_weights_;  // (parameter, float copy)
+  std::vector<WeightError> weight_errors_;
   bool calibrating_ = false;
   bool quantizing_ = false;
 };

@@ -45,15 +45,19 @@ struct EvaluationOptions {
   // Where W8A8 calibrates: "task" (Task::calibration_batch, the paper's protocol) or "eval" (the first evaluation
   // batches, which are then also evaluated: a diagnostic of whether the task's ranges cover the evaluated text).
   std::string calibrate_on = "task";
-  // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8). Real INT8 runs only at 8 and 8.
+  // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8) and whether each Linear weight
+  // has one scale per output channel (eval.weight_granularity: channel) rather than one per tensor (the paper's).
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
-  bool eight_bit() const { return weight_bits == 8 && activation_bits == 8; }
-  std::string widths() const {  // "W8A8", "W4A8", ...
-    return "W" + std::to_string(weight_bits) + "A" + std::to_string(activation_bits);
+  bool per_channel_weights = false;
+  bool paper_scheme() const { return weight_bits == 8 && activation_bits == 8 && !per_channel_weights; }
+  bool real_int8() const { return int8 && paper_scheme(); }  // real INT8 Linears check the paper's scheme only
+  std::string widths() const {  // "W8A8", "W4A8", "W4A8 per-channel", ...
+    return "W" + std::to_string(weight_bits) + "A" + std::to_string(activation_bits) +
+           (per_channel_weights ? " per-channel" : "");
   }
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
-  bool int8 = true;                 // also run real INT8 Linears where the task supports them
+  bool int8 = true;                 // also run real INT8 Linears where the task supports them (see real_int8)
   // Early stopping, for tasks with validation batches: the validation loss every K steps (0: off); training stops
   // after `patience` checks without improvement, and the model with the best validation loss is the one evaluated.
   int64_t validate_every = 0;
