@@ -15,6 +15,11 @@ void AttentionUse::add(const std::string& point, const at::Tensor& probabilities
   s.low_rows += (mass < 0.5).sum().item<int64_t>();
   s.mass += mass.sum().item<double>();
   s.first_key += p.select(1, 0).sum().item<double>();
+  const auto spread = mass > 0;  // NaN rows fail this too
+  const auto q = p / at::where(spread, mass, at::ones_like(mass)).unsqueeze(-1);
+  const auto entropy = -(q * at::where(q > 0, q.log(), at::zeros_like(q))).sum(-1);
+  s.spread_rows += spread.sum().item<int64_t>();
+  s.entropy += entropy.masked_select(spread).sum().item<double>();
 }
 
 void AttentionUse::add_gates(const std::string& point, const at::Tensor& gates) {
@@ -37,8 +42,9 @@ std::vector<AttentionUsePoint> AttentionUse::points() const {
     const auto& s = sums_.at(name);
     const double rows = s.rows > 0 ? static_cast<double>(s.rows) : 1.0;
     const double gates = s.gates > 0 ? static_cast<double>(s.gates) : 1.0;
-    out.push_back({name, s.rows, s.mass / rows, s.low_rows / rows, s.first_key / rows, s.gates, s.gate / gates,
-                   s.low_gates / gates});
+    const double spread = s.spread_rows > 0 ? static_cast<double>(s.spread_rows) : 1.0;
+    out.push_back({name, s.rows, s.mass / rows, s.low_rows / rows, s.first_key / rows, s.spread_rows,
+                   s.entropy / spread, s.gates, s.gate / gates, s.low_gates / gates});
   }
   return out;
 }

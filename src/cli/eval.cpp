@@ -217,11 +217,15 @@ void add_eval(CLI::App& app) {
                   p["usual_position"].get<long long>(), 100 * p["usual_share"].get<double>());
     std::printf(
         "attention given (row sums of the attention probabilities; softmax: 1; gated attention: its gates too):\n"
-        "| attention | mean row mass | rows below 0.5 %% | mean mass on the first key | mean gate | gates below 0.5 %% "
-        "|\n|---|---|---|---|---|---|\n");
+        "| attention | mean row mass | rows below 0.5 %% | mean mass on the first key | mean row entropy (nats) | "
+        "mean gate | gates below 0.5 %% |\n|---|---|---|---|---|---|---|\n");
     for (const auto& a : result["attention"]) {
       std::printf("| %s | %.4f | %.2f | %.4f |", a["point"].get<std::string>().c_str(), a["mean_mass"].get<double>(),
                   100 * a["low_mass_share"].get<double>(), a["first_key_mass"].get<double>());
+      if (a.contains("mean_entropy"))
+        std::printf(" %.3f |", a["mean_entropy"].get<double>());
+      else
+        std::printf(" - |");
       if (a.contains("mean_gate"))
         std::printf(" %.4f | %.2f |\n", a["mean_gate"].get<double>(), 100 * a["low_gate_share"].get<double>());
       else

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <tuple>
@@ -50,7 +51,9 @@ json point_errors(TaskModel& model, const nn::ActivationPointsPtr& points, const
     const auto r = ref.find(name);
     if (r == ref.end()) continue;
     const double norm = r->second.norm().item<double>();
-    json e = {{"point", name}, {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0}};
+    json e = {{"point", name},
+              {"relative_error", norm > 0 ? (x - r->second).norm().item<double>() / norm : 0},
+              {"rms", norm / std::sqrt(static_cast<double>(std::max<int64_t>(r->second.numel(), 1)))}};
     if (const auto q = range_of.find(name); q != range_of.end()) e["range"] = {q->second.first, q->second.second};
     errors.push_back(e);
   }
@@ -95,6 +98,7 @@ json attention_use_json(TaskModel& model, const nn::ActivationPointsPtr& points,
               {"mean_mass", a.mean_mass},
               {"low_mass_share", a.low_mass_share},
               {"first_key_mass", a.first_key_mass}};
+    if (a.spread_rows > 0) j["mean_entropy"] = a.mean_entropy;
     if (a.gates > 0) j.update({{"mean_gate", a.mean_gate}, {"low_gate_share", a.low_gate_share}});
     out.push_back(j);
   }

@@ -736,13 +736,17 @@ TEST(Runner, AttentionUseIsTheRowMassOfEachLayersProbabilities) {
     const auto result = experiment::evaluate_model(task, model, evaluate);
     auto points = std::make_shared<nn::ActivationPoints>();
     std::map<std::string, std::vector<double>> expected;  // per layer: each row's mass from its scores
+    std::map<std::string, double> entropy;  // per layer: the rows' summed entropy, logsumexp(s) - sum softmax(s) s
     points->add_observer([&](const std::string& name, const at::Tensor& x) {
       const std::string suffix = ".attn_scores";
       if (!name.ends_with(suffix)) return;
-      const auto e = x.to(at::kDouble).exp().sum(-1).reshape(-1);
+      const auto s = x.to(at::kDouble);
+      const auto e = s.exp().sum(-1).reshape(-1);
       const auto mass = variant == "softmax" ? at::ones_like(e) : e / (1 + e);
-      auto& rows = expected[name.substr(0, name.size() - suffix.size())];
+      const auto layer = name.substr(0, name.size() - suffix.size());
+      auto& rows = expected[layer];
       for (int64_t i = 0; i < mass.numel(); ++i) rows.push_back(mass[i].item<double>());
+      entropy[layer] += (s.logsumexp(-1) - (at::softmax(s, -1) * s).sum(-1)).sum().item<double>();
     });
     points->set_transform([](const std::string&, const at::Tensor& x) { return x; });
     model.set_points(points);
@@ -759,6 +763,8 @@ TEST(Runner, AttentionUseIsTheRowMassOfEachLayersProbabilities) {
       for (double m : rows) mean += m / rows.size();
       EXPECT_EQ(a["rows"].get<size_t>(), rows.size());
       EXPECT_NEAR(a["mean_mass"].get<double>(), mean, 1e-5) << variant << " " << a["point"];
+      // Scaled to sum to 1, a softmax_1 row is the softmax row: the same entropy in both.
+      EXPECT_NEAR(a["mean_entropy"].get<double>(), entropy.at(a["point"].get<std::string>()) / rows.size(), 1e-5);
       EXPECT_EQ(a["low_mass_share"].get<double>(), 0.0);  // untrained: near uniform, no row abstains
       if (variant == "softmax1") EXPECT_LT(a["mean_mass"].get<double>(), 0.999);
     }
@@ -904,6 +910,22 @@ TEST(Runner, W8A8PointErrorsIncludeTheAttentionScoresAndProbabilities) {
   }
   EXPECT_GE(errors[probs]["range"][0].get<double>(), 0.0);
   EXPECT_LE(errors[probs]["range"][1].get<double>(), 1.0);
+  // Each point's rms is that of its FP32 value on the probe (the first 4 samples of the first evaluation batch).
+  std::map<std::string, double> rms;
+  auto observed = std::make_shared<nn::ActivationPoints>();
+  observed->add_observer([&](const std::string& name, const at::Tensor& x) {
+    rms[name] = x.to(at::kDouble).square().mean().sqrt().item<double>();
+  });
+  observed->set_transform([](const std::string&, const at::Tensor& x) { return x; });  // the eager attention
+  model.set_points(observed);
+  {
+    torch::NoGradGuard no_grad;
+    model.module->eval();
+    model.logits(task.eval_batches().front().input.slice(0, 0, 4));
+  }
+  model.set_points(nullptr);
+  for (const auto& e : errors)
+    EXPECT_NEAR(e["rms"].get<double>(), rms.at(e["point"].get<std::string>()), 1e-5 * rms.at(e["point"])) << e["point"];
   // A point left in float has no range.
   evaluate.keep_float = [](const std::string& name) { return name.ends_with(".attn_probs"); };
   const auto kept = experiment::evaluate_model(task, model, evaluate)["w8a8_point_errors"];

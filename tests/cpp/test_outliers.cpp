@@ -151,9 +151,13 @@ TEST(AttentionUse, RowMassLowRowsAndFirstKeyByHand) {
   EXPECT_NEAR(p[0].mean_mass, (1.0 + 0.2 + 1.0) / 3, 1e-12);
   EXPECT_NEAR(p[0].low_mass_share, 1.0 / 3, 1e-12);
   EXPECT_NEAR(p[0].first_key_mass, (0.5 + 0.1 + 1.0) / 3, 1e-12);
+  EXPECT_EQ(p[0].spread_rows, 3);
+  EXPECT_NEAR(p[0].mean_entropy, (std::log(2.0) + std::log(2.0) + 0.0) / 3, 1e-12);  // 0.1, 0.1 spreads as 0.5, 0.5
   EXPECT_EQ(p[1].rows, 6);
   EXPECT_EQ(p[1].mean_mass, 0.0);
   EXPECT_EQ(p[1].low_mass_share, 1.0);
+  EXPECT_EQ(p[1].spread_rows, 0);  // no row gives mass: no entropy
+  EXPECT_EQ(p[1].mean_entropy, 0.0);
   EXPECT_EQ(p[0].gates, 0);  // not gated
 }
 
@@ -167,6 +171,7 @@ TEST(AttentionUse, GatesMeanAndLowShareByHand) {
   ASSERT_EQ(p.size(), 2u);
   EXPECT_EQ(p[0].rows, 6);
   EXPECT_NEAR(p[0].mean_mass, 1.0, 1e-12);
+  EXPECT_NEAR(p[0].mean_entropy, std::log(3.0), 1e-12);  // three keys alike
   EXPECT_EQ(p[0].gates, 6);
   EXPECT_NEAR(p[0].mean_gate, (0.1 + 0.9 + 0.4 + 0.5 + 1.0 + 0.0) / 6, 1e-12);
   EXPECT_NEAR(p[0].low_gate_share, 3.0 / 6, 1e-12);  // 0.1, 0.4 and 0; 0.5 is not below one half
