@@ -53,15 +53,19 @@ void W8A8Simulation::quantize() {
     if (auto* norm = item.value()->as<torch::nn::LayerNorm>()) weight = norm->weight;
     if (!weight.defined()) continue;
     const auto original = weight.detach().clone();
-    const auto quantized = linear && options_.per_channel_weights
-                               ? fake_quant_sym_per_row(original, options_.weight_bits)
-                               : fake_quant_sym(original, options_.weight_bits);
     const double norm = original.norm().item<double>();
-    weight_errors_.push_back({item.key() + ".weight", original.abs().max().item<double>(),
-                              norm / std::sqrt(static_cast<double>(original.numel())),
-                              norm > 0 ? (quantized - original).norm().item<double>() / norm : 0.0});
-    saved_weights_.emplace_back(weight, original);
-    weight.copy_(quantized);
+    WeightError error{item.key() + ".weight", original.abs().max().item<double>(),
+                      norm / std::sqrt(static_cast<double>(original.numel()))};
+    error.kept_float = options_.keep_float_weights && options_.keep_float_weights(item.key());
+    if (!error.kept_float) {
+      const auto quantized = linear && options_.per_channel_weights
+                                 ? fake_quant_sym_per_row(original, options_.weight_bits)
+                                 : fake_quant_sym(original, options_.weight_bits);
+      error.relative_error = norm > 0 ? (quantized - original).norm().item<double>() / norm : 0.0;
+      saved_weights_.emplace_back(weight, original);
+      weight.copy_(quantized);
+    }
+    weight_errors_.push_back(error);
   }
   // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid.
   lookup_deltas_.clear();

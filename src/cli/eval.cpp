@@ -76,13 +76,26 @@ void check_point_suffixes(const char* option, const std::vector<std::string>& su
   }
 }
 
+// Likewise for a weight: a suffix of a module whose weight W8A8 would quantize.
+void check_weight_suffixes(const std::vector<std::string>& suffixes, const nlohmann::json& result) {
+  if (!result.contains("w8a8_weight_errors")) return;
+  for (const auto& suffix : suffixes) {
+    bool found = false;
+    for (const auto& e : result["w8a8_weight_errors"])
+      found = found || e["weight"].get<std::string>().ends_with(suffix + ".weight");
+    TORCH_CHECK(found, "--w8a8-keep-float-weights ", suffix, ": no quantized weight's module name ends with it (eval "
+                "--json lists them under w8a8_weight_errors, e.g. ",
+                result["w8a8_weight_errors"].back()["weight"].get<std::string>(), ")");
+  }
+}
+
 }  // namespace
 
 void add_eval(CLI::App& app) {
   struct Args {
     std::string checkpoint, data_dir = "../shared/data";
     std::vector<std::string> precisions = {"fp32", "fp16", "bf16", "w8a8", "int8"};
-    std::vector<std::string> keep_float, quantize_only, overrides;
+    std::vector<std::string> keep_float, quantize_only, keep_float_weights, overrides;
     std::string native_half, eval_text;
     bool json = false, skip_held_out = false, w8a8_breakdown = false;
   };
@@ -108,6 +121,10 @@ void add_eval(CLI::App& app) {
                       "(weights are still quantized; --set eval.weight_bits=16 leaves them almost exact)")
           ->delimiter(',')
           ->excludes(keep_float_option);
+  cmd->add_option("--w8a8-keep-float-weights", a->keep_float_weights,
+                  "weights (their modules' name suffixes, e.g. out_proj or layers.0.fc1) that W8A8 leaves in float: "
+                  "which weights cost the most, with eval.activation_bits=16 on their own")
+      ->delimiter(',');
   cmd->add_option("--native-half", a->native_half,
                   "run FP16/BF16 natively, the model cast to half precision on this device (cuda, cuda:1, cpu), "
                   "instead of emulating the rounding on CPU");
@@ -155,6 +172,10 @@ void add_eval(CLI::App& app) {
       options.keep_float = [=, keep = a->keep_float](const std::string& name) { return any_suffix(keep, name); };
     if (!a->quantize_only.empty())
       options.keep_float = [=, only = a->quantize_only](const std::string& name) { return !any_suffix(only, name); };
+    if (!a->keep_float_weights.empty())
+      options.keep_float_weights = [=, keep = a->keep_float_weights](const std::string& module) {
+        return any_suffix(keep, module);
+      };
     if (!a->native_half.empty()) {
       options.native_half = experiment::available_device(a->native_half);
       std::fprintf(stderr, "FP16/BF16 natively on %s\n", options.native_half->str().c_str());
@@ -170,6 +191,7 @@ void add_eval(CLI::App& app) {
     auto result = experiment::evaluate_model(*task, saved.model, options);
     check_point_suffixes("--w8a8-keep-float", a->keep_float, result);
     check_point_suffixes("--w8a8-quantize-only", a->quantize_only, result);
+    check_weight_suffixes(a->keep_float_weights, result);
     experiment::note_constant_zero_points(a->checkpoint, result);
     if (a->json) {
       std::cout << result.dump(1) << "\n";
@@ -233,15 +255,22 @@ void add_eval(CLI::App& app) {
     }
     if (result.contains("w8a8_weight_errors")) {  // the weights' side of the simulation, in one line
       double sum = 0;
+      size_t quantized_weights = 0, kept = 0;
       const nlohmann::json* worst = nullptr;
       for (const auto& w : result["w8a8_weight_errors"]) {
-        sum += w["relative_error"].get<double>();
+        if (w.value("kept_float", false)) {
+          ++kept;
+          continue;
+        }
+        sum += w["relative_error"].get<double>(), ++quantized_weights;
         if (!worst || w["relative_error"] > (*worst)["relative_error"]) worst = &w;
       }
-      std::printf("%s weights: mean relative error %.4f over %zu tensors, largest %.4f (%s, max abs %.3f)\n",
-                  quantized("w8a8").c_str(), sum / result["w8a8_weight_errors"].size(),
-                  result["w8a8_weight_errors"].size(), (*worst)["relative_error"].get<double>(),
-                  (*worst)["weight"].get<std::string>().c_str(), (*worst)["max_abs"].get<double>());
+      if (worst)
+        std::printf("%s weights: mean relative error %.4f over %zu tensors, largest %.4f (%s, max abs %.3f)",
+                    quantized("w8a8").c_str(), sum / quantized_weights, quantized_weights,
+                    (*worst)["relative_error"].get<double>(), (*worst)["weight"].get<std::string>().c_str(),
+                    (*worst)["max_abs"].get<double>());
+      std::printf(kept ? "%s%zu weights kept in float\n" : "\n", worst ? "; " : "", kept);
     }
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",

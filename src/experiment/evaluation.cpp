@@ -302,6 +302,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.ranges.method = analysis::RangeMethod::kPercentile;
   q.ranges.percentile = 99.999;
   q.keep_float = options.keep_float;
+  q.keep_float_weights = options.keep_float_weights;
   q.weight_bits = e.weight_bits;
   q.activation_bits = e.activation_bits;
   q.per_channel_weights = e.per_channel_weights;
@@ -334,9 +335,11 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
         return evaluate_batches(task, model, extra, &cache.extra_outputs.at(name));
       });
     result["w8a8_point_errors"] = point_errors(model, points, probe, cache.probe_points, ranges);
-    for (const auto& w : sim.weight_errors())  // the weights' side: what the grid did to each
-      result["w8a8_weight_errors"].push_back(
-          {{"weight", w.name}, {"max_abs", w.max_abs}, {"rms", w.rms}, {"relative_error", w.relative_error}});
+    for (const auto& w : sim.weight_errors()) {  // the weights' side: what the grid did to each
+      json e = {{"weight", w.name}, {"max_abs", w.max_abs}, {"rms", w.rms}, {"relative_error", w.relative_error}};
+      if (w.kept_float) e["kept_float"] = true;
+      result["w8a8_weight_errors"].push_back(e);
+    }
   }
   // Points that were exactly 0 on every calibration batch: a part of the model that does nothing (attention whose
   // every probability is clipped has no gradient and never trains). Recorded, and named by the caller.

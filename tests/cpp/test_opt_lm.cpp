@@ -266,6 +266,36 @@ TEST(W8A8, PerChannelWeightsQuantizeEachRowOnItsOwnGrid) {
   for (const auto& p : m->named_parameters()) EXPECT_TRUE(at::equal(p.value(), before[p.key()])) << p.key();
 }
 
+// Weights kept in float stay exactly as they were, are recorded with no error, and the others are quantized as before.
+TEST(W8A8, WeightsKeptInFloatStayExact) {
+  at::manual_seed(0);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
+  const auto fc1 = m->named_parameters()["model.decoder.layers.0.fc1.weight"].detach().clone();
+  const auto fc2 = m->named_parameters()["model.decoder.layers.0.fc2.weight"].detach().clone();
+  analysis::W8A8Options options;
+  options.keep_float = [](const std::string&) { return true; };
+  options.keep_float_weights = [](const std::string& module) { return module.ends_with(".fc1"); };
+  options.weight_bits = 4;
+  analysis::W8A8Simulation sim(*m, points, {}, options);
+  sim.start_calibration();
+  sim.quantize();
+  EXPECT_TRUE(at::equal(m->named_parameters()["model.decoder.layers.0.fc1.weight"], fc1));
+  EXPECT_TRUE(at::equal(m->named_parameters()["model.decoder.layers.0.fc2.weight"], fake_quant_sym(fc2, 4)));
+  int kept = 0;
+  for (const auto& e : sim.weight_errors()) {
+    EXPECT_EQ(e.kept_float, e.name.ends_with(".fc1.weight")) << e.name;
+    if (!e.kept_float) continue;
+    EXPECT_EQ(e.relative_error, 0.0);
+    ++kept;
+  }
+  int layers = 0;
+  for (const auto& p : m->named_parameters()) layers += p.key().ends_with(".fc1.weight");
+  EXPECT_EQ(kept, layers);  // every layer's fc1
+  sim.restore();
+  EXPECT_TRUE(at::equal(m->named_parameters()["model.decoder.layers.0.fc2.weight"], fc2));
+}
+
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
   TinyWithPoints tiny_model;

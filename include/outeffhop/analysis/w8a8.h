@@ -25,15 +25,18 @@ struct W8A8Options {
   bool per_channel_weights = false;
   // Activation points to leave in float (e.g. to find which point costs the most); empty: quantize every point.
   std::function<bool(const std::string&)> keep_float;
+  // Weights to leave in float, by the name of their module (e.g. "model.decoder.layers.0.fc1"); empty: none.
+  std::function<bool(const std::string&)> keep_float_weights;
 };
 
 // What quantize() did to one weight: its largest magnitude, its root mean square and the relative error
-// |q - w| / |w| (Frobenius) of its quantized copy.
+// |q - w| / |w| (Frobenius) of its quantized copy (0 for a weight kept in float).
 struct WeightError {
-  std::string name;
+  std::string name;  // the module's name + ".weight"
   double max_abs = 0;
   double rms = 0;
   double relative_error = 0;
+  bool kept_float = false;
 };
 
 class W8A8Simulation {

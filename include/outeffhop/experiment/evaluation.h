@@ -50,6 +50,7 @@ struct EvaluateOptions {
   uint64_t calibration_seed = 2000;  // draws the W8A8 calibration batches from the training data
   bool time_int8 = true;             // time one forward pass in FP32 and with INT8 Linears
   std::function<bool(const std::string&)> keep_float;  // activation points W8A8 leaves in float (empty: none)
+  std::function<bool(const std::string&)> keep_float_weights;  // weights, by their module's name (empty: none)
   std::optional<at::Device> native_half;  // FP16/BF16 run natively on this device (a GPU); unset: emulated on CPU
   bool extra_sets = true;  // also the task's further evaluation sets (Task::extra_evaluations: the held-out books)
   // Not null: what this evaluation takes from earlier ones of the same model and options, and leaves for later ones.

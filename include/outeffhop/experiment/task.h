@@ -53,8 +53,13 @@ struct EvaluationOptions {
   bool paper_scheme() const { return weight_bits == 8 && activation_bits == 8 && !per_channel_weights; }
   bool real_int8() const { return int8 && paper_scheme(); }  // real INT8 Linears check the paper's scheme only
   std::string widths() const {  // "W8A8", "W4A8", "W4A8 per-channel", ...
-    return "W" + std::to_string(weight_bits) + "A" + std::to_string(activation_bits) +
-           (per_channel_weights ? " per-channel" : "");
+    // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) on "W" + std::to_string(...).
+    std::string label = "W";
+    label += std::to_string(weight_bits);
+    label += 'A';
+    label += std::to_string(activation_bits);
+    if (per_channel_weights) label += " per-channel";
+    return label;
   }
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
   bool int8 = true;                 // also run real INT8 Linears where the task supports them (see real_int8)
