@@ -270,7 +270,8 @@ void add_eval(CLI::App& app) {
                     quantized("w8a8").c_str(), sum / quantized_weights, quantized_weights,
                     (*worst)["relative_error"].get<double>(), (*worst)["weight"].get<std::string>().c_str(),
                     (*worst)["max_abs"].get<double>());
-      std::printf(kept ? "%s%zu weights kept in float\n" : "\n", worst ? "; " : "", kept);
+      if (kept) std::printf("%s%zu weight%s kept in float", worst ? "; " : "", kept, kept == 1 ? "" : "s");
+      std::printf("\n");
     }
     if (result.contains("int8_parameter_bytes"))
       std::printf("parameters: FP32 %.3f MB, with INT8 Linears %.3f MB\n",
