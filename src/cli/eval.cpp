@@ -65,27 +65,17 @@ void print_w8a8_breakdown(const experiment::Task& task, const nlohmann::json& br
   std::printf("\n");
 }
 
-// A suffix that names no activation point would leave the W8A8 evaluation unchanged without a word.
-void check_point_suffixes(const char* option, const std::vector<std::string>& suffixes, const nlohmann::json& result) {
-  if (!result.contains("w8a8_point_errors")) return;
+// A suffix that names nothing would leave the W8A8 evaluation unchanged without a word. `list` is the result's list of
+// points or weights, `key` the name field of its entries, `tail` what follows the suffix in a name (weights: ".weight"
+// after their module's name), `what` the names in words.
+void check_suffixes(const char* option, const std::vector<std::string>& suffixes, const nlohmann::json& result,
+                    const char* list, const char* key, const std::string& tail, const char* what) {
+  if (!result.contains(list)) return;
   for (const auto& suffix : suffixes) {
     bool found = false;
-    for (const auto& e : result["w8a8_point_errors"]) found = found || e["point"].get<std::string>().ends_with(suffix);
-    TORCH_CHECK(found, option, " ", suffix, ": no activation point's name ends with it (eval --json lists them under ",
-                "w8a8_point_errors, e.g. ", result["w8a8_point_errors"].back()["point"].get<std::string>(), ")");
-  }
-}
-
-// Likewise for a weight: a suffix of a module whose weight W8A8 would quantize.
-void check_weight_suffixes(const std::vector<std::string>& suffixes, const nlohmann::json& result) {
-  if (!result.contains("w8a8_weight_errors")) return;
-  for (const auto& suffix : suffixes) {
-    bool found = false;
-    for (const auto& e : result["w8a8_weight_errors"])
-      found = found || e["weight"].get<std::string>().ends_with(suffix + ".weight");
-    TORCH_CHECK(found, "--w8a8-keep-float-weights ", suffix, ": no quantized weight's module name ends with it (eval "
-                "--json lists them under w8a8_weight_errors, e.g. ",
-                result["w8a8_weight_errors"].back()["weight"].get<std::string>(), ")");
+    for (const auto& e : result[list]) found = found || e[key].get<std::string>().ends_with(suffix + tail);
+    TORCH_CHECK(found, option, " ", suffix, ": no ", what, " ends with it (eval --json lists them under ", list,
+                ", e.g. ", result[list].back()[key].get<std::string>(), ")");
   }
 }
 
@@ -189,9 +179,11 @@ void add_eval(CLI::App& app) {
       return;
     }
     auto result = experiment::evaluate_model(*task, saved.model, options);
-    check_point_suffixes("--w8a8-keep-float", a->keep_float, result);
-    check_point_suffixes("--w8a8-quantize-only", a->quantize_only, result);
-    check_weight_suffixes(a->keep_float_weights, result);
+    for (const auto& [option, suffixes] : {std::pair{"--w8a8-keep-float", &a->keep_float},
+                                           {"--w8a8-quantize-only", &a->quantize_only}})
+      check_suffixes(option, *suffixes, result, "w8a8_point_errors", "point", "", "activation point's name");
+    check_suffixes("--w8a8-keep-float-weights", a->keep_float_weights, result, "w8a8_weight_errors", "weight",
+                   ".weight", "quantized weight's module name");
     experiment::note_constant_zero_points(a->checkpoint, result);
     if (a->json) {
       std::cout << result.dump(1) << "\n";
