@@ -206,17 +206,17 @@ def validation(validation_jsonl, out_png, title):
 
 
 def outliers(outliers_json, out_png, title):
-    """Each variant minus its task's baseline in max inf-norm, avg kurtosis and (where the task has them) the W8A8 KL
-    on its evaluation set and on each further one (the held-out books), one marker per seed and the mean with +-1 std:
-    the at-a-glance comparison of the paired tables, a row per task. Below the dashed zero line: fewer outliers, or a
-    cheaper W8A8, than the baseline in that seed."""
+    """Each variant minus its task's baseline in max inf-norm, avg kurtosis and (where the task has them) the KL of its
+    quantization (the task's "scheme", W8A8 by default) on its evaluation set and on each further one (the held-out
+    books), one marker per seed and the mean with +-1 std: the at-a-glance comparison of the paired tables, a row per
+    task. Below the dashed zero line: fewer outliers, or a cheaper quantization, than the baseline in that seed."""
     tasks = json.load(open(outliers_json))
     seeds = sorted({s for task in tasks for v in task["variants"] for s in v["seeds"]})
     extra_sets = sorted({name for task in tasks for v in task["variants"] for name in v.get("extra_w8a8_kl_mnats", {})})
     measures = [(key, label) for key, label in (("max_inf_norm", "max inf-norm"), ("avg_kurtosis", "avg kurtosis"),
-                                                ("w8a8_kl_mnats", "W8A8 KL (mnats)"))
+                                                ("w8a8_kl_mnats", "{scheme} KL (mnats)"))
                 if any(key in task["variants"][0] for task in tasks)]
-    measures += [(("extra_w8a8_kl_mnats", name), f"W8A8 {name} KL (mnats)") for name in extra_sets]
+    measures += [(("extra_w8a8_kl_mnats", name), f"{{scheme}} {name} KL (mnats)") for name in extra_sets]
 
     def differences(variant, key):  # a measure's differences in a variant's entry, None where it has none
         if isinstance(key, tuple):
@@ -244,7 +244,7 @@ def outliers(outliers_json, out_png, title):
             axis.set_xticks(range(len(task["variants"])))
             axis.set_xticklabels([v["variant"].replace("(", "\n(") for v in task["variants"]], fontsize=8)
             axis.set_xlim(-0.5, len(task["variants"]) - 0.3)
-            axis.set_ylabel(f"Δ {label}")
+            axis.set_ylabel("Δ " + label.format(scheme=task.get("scheme", "W8A8")))
             axis.set_title(f"{task['task']}: variant − {task['baseline']}", fontsize=10)
             axis.grid(alpha=0.3, axis="y")
     axes[0][0].legend(fontsize=8)

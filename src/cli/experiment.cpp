@@ -314,9 +314,6 @@ void run(ExperimentArgs a) {
       forecast_results.push_back(results);
     }
     tables += experiment::results_table(*task, results, variants);
-    if (const auto& e = task->evaluation(); !e.paper_scheme())  // the columns keep "W8A8"
-      tables += "\n(W8A8 in this task's columns: simulated at " + e.widths() +
-                ", eval.weight_bits, eval.activation_bits and eval.weight_granularity.)\n";
     if (const auto paired = experiment::paired_table(results, variants, task->metric_name()); !paired.empty())
       tables += "\nAgainst " + variants.front() +
                 ", seed by seed (Δ: mean ± std of the differences over the seeds both " +
@@ -364,13 +361,15 @@ void run(ExperimentArgs a) {
   if (forecast_labels.size() > 1 && same_forecast_variants)
     summaries += "\n## All tasks: FP32 test MSE and MAE (mean ± std over seeds; bold: the lowest of a row)\n\n" +
                  experiment::forecast_summary_table(forecast_labels, forecast_results, forecast_variants);
-  // Every task's outliers and W8A8 KL against its baseline, seed by seed: tables (several tasks), data and a figure.
+  // Every task's outliers and quantized KL against its baseline, seed by seed: tables (several tasks), data and a
+  // figure.
   const auto paired = experiment::paired_outliers(finished_labels, finished_results, finished_variants);
   if (finished_labels.size() > 1)
     if (const auto outliers = experiment::outlier_summary_tables(paired); !outliers.empty())
-      summaries += "\n## All tasks: outliers and W8A8 cost against each task's baseline, seed by seed (Δ: mean ± "
-                   "std of the differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
-                   outliers;
+      summaries +=
+          "\n## All tasks: outliers and quantization cost against each task's baseline, seed by seed (Δ: mean ± "
+          "std of the differences; in brackets: in how many seeds the variant's value is lower)\n\n" +
+          outliers;
   tables.insert(tables.find('\n') + 1, summaries);
   if (!paired.empty()) {
     std::ofstream(dir + "/outliers.json") << paired.dump(1) << "\n";

@@ -28,16 +28,37 @@ std::string mean_std_cell(const std::vector<double>& v, int digits, bool sign = 
   return buf;
 }
 
+// The quantization a result's "w8a8" pass simulated: the paper's W8A8 unless its "w8a8_bits" says otherwise.
+std::string scheme_of(const json& r) {
+  if (!r.contains("w8a8_bits")) return "W8A8";
+  EvaluationOptions e;
+  e.weight_bits = r["w8a8_bits"]["weights"].get<int64_t>();
+  e.activation_bits = r["w8a8_bits"]["activations"].get<int64_t>();
+  e.per_channel_weights = r["w8a8_bits"]["weight_granularity"] == "channel";
+  return e.widths();
+}
+
+// The schemes of `results` in the order first seen, joined by " / " (more than one: runs evaluated differently).
+std::string scheme_label(const std::vector<json>& results) {
+  std::vector<std::string> schemes;
+  for (const auto& r : results)
+    if (const auto s = scheme_of(r); std::find(schemes.begin(), schemes.end(), s) == schemes.end())
+      schemes.push_back(s);
+  std::string label;
+  for (const auto& s : schemes) label += (label.empty() ? "" : " / ") + s;
+  return label.empty() ? "W8A8" : label;
+}
+
 // A forecasting task's table: MSE and MAE per precision (Table 2's measures), the W8A8 output change, outliers, and
 // with early stopping the step of the best validation loss (the model evaluated; the last step: still improving).
 std::string forecast_table(const std::vector<json>& results, const std::vector<std::string>& variants) {
   const bool stopping =
       std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("early_stopping"); });
+  const auto q = scheme_label(results);
   std::ostringstream md;
-  md << "| variant | FP32 MSE | FP32 MAE | FP16 MSE | BF16 MSE | W8A8 MSE | W8A8 MAE | W8A8 output change % |"
-        " avg kurtosis | max inf-norm |"
-     << (stopping ? " best validation step |" : "") << " seeds |\n|---|---|---|---|---|---|---|---|---|---|---|"
-     << (stopping ? "---|" : "") << "\n";
+  md << "| variant | FP32 MSE | FP32 MAE | FP16 MSE | BF16 MSE | " << q << " MSE | " << q << " MAE | " << q
+     << " output change % | avg kurtosis | max inf-norm |" << (stopping ? " best validation step |" : "")
+     << " seeds |\n|---|---|---|---|---|---|---|---|---|---|---|" << (stopping ? "---|" : "") << "\n";
   for (const auto& v : variants) {
     std::map<std::string, std::vector<double>> col;
     for (const auto& r : results) {
@@ -130,11 +151,13 @@ std::string results_table(const Task& task, const std::vector<json>& results,
   const bool int8 = std::any_of(results.begin(), results.end(), [](const json& r) { return r.contains("int8"); });
   const auto extras = extra_set_names(results);  // FP32, W8A8 and W8A8 KL columns each
   const auto m = task.metric_name();
+  const auto q = scheme_label(results);
   std::ostringstream md;
-  md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | W8A8 " << m
-     << " | W8A8 KL (mnats) | W8A8 same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "");
+  md << "| variant | FP32 " << m << " | FP16 " << m << " | BF16 " << m << " | " << q << " " << m << " | " << q
+     << " KL (mnats) | " << q << " same top-1 % |" << (int8 ? " INT8 " + m + " | INT8 forward speedup |" : "");
   for (const auto& name : extras)
-    md << " FP32 " << name << " " << m << " | W8A8 " << name << " " << m << " | W8A8 " << name << " KL (mnats) |";
+    md << " FP32 " << name << " " << m << " | " << q << " " << name << " " << m << " | " << q << " " << name
+       << " KL (mnats) |";
   md << " avg kurtosis | max inf-norm | seeds |\n|---|---|---|---|---|---|---|" << (int8 ? "---|---|" : "");
   for (size_t i = 0; i < extras.size(); ++i) md << "---|---|---|";
   md << "---|---|---|\n";
@@ -185,14 +208,15 @@ std::string paired_table(const std::vector<json>& results, const std::vector<std
   for (const auto& r : results)
     if (r["variant"] == variants[0]) size = std::abs(r["fp32"]["metric"].get<double>());
   const int digits = size < 10 ? 4 : size < 100 ? 2 : 1;
+  const auto q = scheme_label(results);
   std::vector<Measure> measures = {
       {"FP32 " + metric, digits, [](const json& r) { return r["fp32"]["metric"].get<double>(); }},
-      {"W8A8 " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
-  if (all_have_w8a8_kl(results)) measures.push_back({"W8A8 KL (mnats)", 2, w8a8_kl_mnats});
+      {q + " " + metric, digits, [](const json& r) { return r["w8a8"]["metric"].get<double>(); }}};
+  if (all_have_w8a8_kl(results)) measures.push_back({q + " KL (mnats)", 2, w8a8_kl_mnats});
   // Each further evaluation set's W8A8 KL, where every result has it (the held-out books: the in-domain cost).
   for (const auto& name : extra_sets_with_kl(results))
     measures.push_back(
-        {"W8A8 " + name + " KL (mnats)", 2, [name](const json& r) { return extra_w8a8_kl_mnats(r, name); }});
+        {q + " " + name + " KL (mnats)", 2, [name](const json& r) { return extra_w8a8_kl_mnats(r, name); }});
   measures.push_back({"avg kurtosis", 3, avg_kurtosis});
   measures.push_back({"max inf-norm", 3, max_inf_norm});
   std::ostringstream rows;
@@ -262,7 +286,10 @@ json paired_outliers(const std::vector<std::string>& tasks, const std::vector<st
   auto family = [](const std::string& v) { return v.substr(0, v.find('(')); };
   json paired = json::array();
   for (size_t t = 0; t < tasks.size(); ++t) {
-    json task = {{"task", tasks[t]}, {"baseline", variants[t][0]}, {"variants", json::array()}};
+    json task = {{"task", tasks[t]},
+                 {"baseline", variants[t][0]},
+                 {"scheme", scheme_label(results[t])},
+                 {"variants", json::array()}};
     std::vector<std::string> columns;  // this task's, the baseline's first: a family seen twice gets full names
     for (size_t i = 0; i < variants[t].size(); ++i) {
       auto column = family(variants[t][i]);
@@ -297,20 +324,24 @@ std::string outlier_summary_tables(const json& paired) {
     for (const auto& v : task["variants"])
       if (const auto c = v["column"].get<std::string>(); std::find(columns.begin(), columns.end(), c) == columns.end())
         columns.push_back(c);
+  // The KL tables' scheme: the tasks' one, or "quantized" with each task's row naming its own.
+  std::set<std::string> schemes;
+  for (const auto& task : paired) schemes.insert(task["scheme"].get<std::string>());
+  const std::string q = schemes.size() == 1 ? *schemes.begin() : "quantized";
   // Each measure's differences in a variant's entry, or null where its task has none (forecasts: no KL).
   using Differences = std::function<const json*(const json& variant)>;
   std::vector<std::pair<std::string, Differences>> measures;
-  for (const auto& [label, key] : {std::pair{"max inf-norm", "max_inf_norm"}, std::pair{"avg kurtosis", "avg_kurtosis"},
-                                   std::pair{"W8A8 KL (mnats)", "w8a8_kl_mnats"}})
-    measures.emplace_back(label,
-                          [key = std::string(key)](const json& v) { return v.contains(key) ? &v[key] : nullptr; });
+  for (const auto& [label, key] : {std::pair<std::string, std::string>{"max inf-norm", "max_inf_norm"},
+                                   {"avg kurtosis", "avg_kurtosis"},
+                                   {q + " KL (mnats)", "w8a8_kl_mnats"}})
+    measures.emplace_back(label, [k = key](const json& v) { return v.contains(k) ? &v[k] : nullptr; });
   std::set<std::string> extra_sets;
   for (const auto& task : paired)
     for (const auto& v : task["variants"])
       if (v.contains("extra_w8a8_kl_mnats"))
         for (const auto& [name, diff] : v["extra_w8a8_kl_mnats"].items()) extra_sets.insert(name);
   for (const auto& name : extra_sets)
-    measures.emplace_back("W8A8 " + name + " KL (mnats)", [name](const json& v) {
+    measures.emplace_back(q + " " + name + " KL (mnats)", [name](const json& v) {
       const auto extra = v.find("extra_w8a8_kl_mnats");
       return extra != v.end() && extra->contains(name) ? &extra->at(name) : nullptr;
     });
@@ -331,7 +362,9 @@ std::string outlier_summary_tables(const json& paired) {
         cells[std::find(columns.begin(), columns.end(), v["column"].get<std::string>()) - columns.begin()] =
             mean_std_cell(diff, 2, true) + " (" + lower_count(diff) + ")";
       }
-      tables += "| " + task["task"].get<std::string>() + " | " + task["baseline"].get<std::string>();
+      tables += "| " + task["task"].get<std::string>() +
+                (schemes.size() == 1 ? "" : " (" + task["scheme"].get<std::string>() + ")") + " | " +
+                task["baseline"].get<std::string>();
       for (const auto& c : cells) tables += " | " + c;
       tables += " |\n";
     }

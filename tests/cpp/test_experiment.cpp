@@ -584,6 +584,15 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
   EXPECT_NE(books_table.find("| 2/3 | 2/3 | 1/3 | 1/3 | 2/3 | 0/3 |"), std::string::npos) << books_table;
   with_books[7].erase("extra");
   EXPECT_EQ(experiment::paired_table(with_books, {"softmax", "softmax1"}, "MSE").find("books"), std::string::npos);
+  // Results of another scheme say so in every quantized column; runs of two schemes mixed name both.
+  auto w4a8 = with_kl;
+  for (auto& r : w4a8) r["w8a8_bits"] = {{"weights", 4}, {"activations", 8}, {"weight_granularity", "tensor"}};
+  const auto w4a8_table = experiment::paired_table(w4a8, {"softmax", "softmax1"}, "MSE");
+  EXPECT_NE(w4a8_table.find("| Δ FP32 MSE | Δ W4A8 MSE | Δ W4A8 KL (mnats) |"), std::string::npos) << w4a8_table;
+  EXPECT_EQ(w4a8_table.find("W8A8"), std::string::npos) << w4a8_table;
+  w4a8[0].erase("w8a8_bits");
+  const auto mixed = experiment::paired_table(w4a8, {"softmax", "softmax1"}, "MSE");
+  EXPECT_NE(mixed.find("| Δ W8A8 / W4A8 KL (mnats) |"), std::string::npos) << mixed;
 }
 
 // Two tasks whose clipped variants differ in γ share the "clipped" column; a second variant of one family gets its own
@@ -664,6 +673,23 @@ TEST(Runner, PairedOutliersKeepEachSeedsDifference) {
                         "| bert | softmax | +60.00 ± 30.00 (0/2) |\n"),
             std::string::npos)
       << tables;
+  // Tasks quantized differently: the KL tables say "quantized" and each row names its task's scheme.
+  auto w4a8 = results;
+  for (auto& r : w4a8[1]) r["w8a8_bits"] = {{"weights", 4}, {"activations", 8}, {"weight_granularity", "channel"}};
+  w4a8[1].push_back(result("gated(mlp)", 0, 4, 3));
+  w4a8[1].back()["w8a8_bits"] = w4a8[1][0]["w8a8_bits"];
+  for (auto& r : w4a8[1]) r["w8a8"]["kl"] = 0.001;
+  const auto mixed =
+      experiment::paired_outliers({"bert", "opt"}, w4a8, {{"softmax", "gated(mlp)"}, {"softmax", "gated(mlp)"}});
+  EXPECT_EQ(mixed[0]["scheme"], "W8A8");
+  EXPECT_EQ(mixed[1]["scheme"], "W4A8 per-channel");
+  const auto mixed_tables = experiment::outlier_summary_tables(mixed);
+  EXPECT_NE(
+      mixed_tables.find("Δ quantized KL (mnats), variant − baseline:\n\n| task | baseline | gated |\n|---|---|---|\n"
+                        "| bert (W8A8) | softmax | +2.00 ± 1.00 (0/2) |\n"
+                        "| opt (W4A8 per-channel) | softmax | +0.00 (0/1) |\n"),
+      std::string::npos)
+      << mixed_tables;
   // A run without the held-out books: no books KL for that task.
   results[0][1].erase("extra");
   EXPECT_FALSE(experiment::paired_outliers({"bert"}, {results[0]}, {{"softmax", "gated(mlp)"}})[0]["variants"][0]
@@ -873,6 +899,13 @@ TEST(Runner, BitWidthsSetTheSimulatedQuantization) {
   EXPECT_GT(mean_weight_error(w4a8), mean_weight_error(w8a8));
   EXPECT_EQ(w8a8_channel["w8a8_bits"]["weight_granularity"], "channel");
   EXPECT_FALSE(w8a8_channel.contains("int8"));
+  // The task's table names the scheme its results ran in every quantized column.
+  auto labelled = w4a8_channel;
+  labelled["variant"] = "softmax1";
+  labelled["fp16"] = labelled["bf16"] = labelled["fp32"];  // half precision not evaluated here
+  const auto table = experiment::results_table(Widths(4, 8, true), {labelled}, {"softmax1"});
+  EXPECT_NE(table.find("| W4A8 per-channel KL (mnats) | W4A8 per-channel same top-1 % |"), std::string::npos) << table;
+  EXPECT_EQ(table.find("W8A8"), std::string::npos) << table;
 }
 
 // W8A8's per-point errors cover the attention scores and probabilities too (the FP32 reference runs the eager
