@@ -45,6 +45,22 @@ void W8A8Simulation::quantize() {
   calibrating_ = false;
   for (auto& [name, estimator] : estimators_) estimator.freeze();
   torch::NoGradGuard no_grad;
+  // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid (the table itself
+  // stays float, so a tied LM head does too). Recorded as the table's own quantization would be; a table kept in
+  // float gets no scale, and its rows pass unchanged.
+  lookup_deltas_.clear();
+  for (const auto& [name, table] : lookups_) {
+    const auto t = table.detach();
+    const double norm = t.norm().item<double>();
+    WeightError error{name + ".weight", t.abs().max().item<double>(), norm / std::sqrt(static_cast<double>(t.numel()))};
+    error.kept_float = options_.keep_float_weights && options_.keep_float_weights(name);
+    if (!error.kept_float) {
+      lookup_deltas_[name] = error.max_abs / ((1 << (options_.weight_bits - 1)) - 1);
+      error.relative_error =
+          norm > 0 ? (fake_quant_sym(t, options_.weight_bits) - t).norm().item<double>() / norm : 0.0;
+    }
+    weight_errors_.push_back(error);
+  }
   for (const auto& item : model_.named_modules()) {
     if (item.key().find("alpha.") != std::string::npos) continue;  // gate networks stay float
     at::Tensor weight;
@@ -67,10 +83,6 @@ void W8A8Simulation::quantize() {
     }
     weight_errors_.push_back(error);
   }
-  // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid.
-  lookup_deltas_.clear();
-  for (const auto& [name, table] : lookups_)
-    lookup_deltas_[name] = table.detach().abs().max().item<double>() / ((1 << (options_.weight_bits - 1)) - 1);
   quantizing_ = true;
   points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
 }
@@ -96,9 +108,10 @@ void W8A8Simulation::restore() {
 
 at::Tensor W8A8Simulation::transform(const std::string& name, const at::Tensor& x) {
   if (lookups_.count(name)) {
-    if (!quantizing_) return x;
+    const auto delta_of = lookup_deltas_.find(name);
+    if (!quantizing_ || delta_of == lookup_deltas_.end()) return x;  // calibrating, or the table kept in float
     // Rows of a table quantized with the table's scale: x / delta lands on the table's own integer grid.
-    const double delta = lookup_deltas_.at(name);
+    const double delta = delta_of->second;
     if (delta == 0) return at::zeros_like(x);
     return fake_quant_asym(x, -delta * (1 << (options_.weight_bits - 1)),
                            delta * ((1 << (options_.weight_bits - 1)) - 1), options_.weight_bits);

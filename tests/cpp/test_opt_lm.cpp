@@ -296,6 +296,42 @@ TEST(W8A8, WeightsKeptInFloatStayExact) {
   EXPECT_TRUE(at::equal(m->named_parameters()["model.decoder.layers.0.fc2.weight"], fc2));
 }
 
+// A lookup table is a weight: listed with the error of its own quantization, and kept in float by its point's name,
+// when its rows pass unchanged (the same model as a simulation that was given no lookups).
+TEST(W8A8, LookupTablesAreListedAndCanStayFloat) {
+  at::manual_seed(0);
+  TinyWithPoints tiny_model;
+  auto& [m, points] = tiny_model;
+  const auto x = ids(4, 12);
+  const auto table = m->named_parameters()["model.decoder.embed_tokens.weight"];
+  const auto quantized = [&](bool with_lookup, bool keep_table) {
+    analysis::W8A8Options options;
+    options.keep_float = [](const std::string&) { return true; };  // weights only
+    if (keep_table) options.keep_float_weights = [](const std::string& name) { return name.ends_with("embed_tokens"); };
+    options.weight_bits = 4;
+    std::map<std::string, at::Tensor> lookups;
+    if (with_lookup) lookups["model.decoder.embed_tokens"] = table;
+    analysis::W8A8Simulation sim(*m, points, lookups, options);
+    sim.start_calibration();
+    sim.quantize();
+    return std::pair{m->forward(x), sim.weight_errors()};
+  };
+  const auto [no_lookup, no_lookup_errors] = quantized(false, false);
+  const auto [on_grid, errors] = quantized(true, false);
+  const auto [kept, kept_errors] = quantized(true, true);
+  ASSERT_EQ(errors.size(), no_lookup_errors.size() + 1);
+  EXPECT_EQ(errors[0].name, "model.decoder.embed_tokens.weight");
+  const auto t = table.detach();
+  EXPECT_NEAR(errors[0].relative_error, ((fake_quant_sym(t, 4) - t).norm() / t.norm()).item<double>(), 1e-7);
+  EXPECT_GT(errors[0].relative_error, 0.01);
+  EXPECT_NEAR(errors[0].max_abs, t.abs().max().item<double>(), 1e-7);
+  EXPECT_FALSE(errors[0].kept_float);
+  EXPECT_FALSE(at::equal(on_grid, no_lookup));
+  EXPECT_TRUE(kept_errors[0].kept_float);
+  EXPECT_EQ(kept_errors[0].relative_error, 0.0);
+  EXPECT_TRUE(at::equal(kept, no_lookup));
+}
+
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
   TinyWithPoints tiny_model;

@@ -25,14 +25,15 @@ struct W8A8Options {
   bool per_channel_weights = false;
   // Activation points to leave in float (e.g. to find which point costs the most); empty: quantize every point.
   std::function<bool(const std::string&)> keep_float;
-  // Weights to leave in float, by the name of their module (e.g. "model.decoder.layers.0.fc1"); empty: none.
+  // Weights to leave in float, by the name of their module (e.g. "model.decoder.layers.0.fc1", or a lookup's
+  // "model.decoder.embed_tokens"); empty: none.
   std::function<bool(const std::string&)> keep_float_weights;
 };
 
 // What quantize() did to one weight: its largest magnitude, its root mean square and the relative error
 // |q - w| / |w| (Frobenius) of its quantized copy (0 for a weight kept in float).
 struct WeightError {
-  std::string name;  // the module's name + ".weight"
+  std::string name;  // the module's (a lookup table's: its point's) name + ".weight"
   double max_abs = 0;
   double rms = 0;
   double relative_error = 0;
@@ -59,7 +60,8 @@ class W8A8Simulation {
 
   // Calibrated (min, max) per activation point, in the order first seen.
   std::vector<std::pair<std::string, std::pair<double, double>>> ranges() const;
-  // Every weight the last quantize() quantized, in module order (empty before it and after restore()).
+  // Every weight the last quantize() saw, the lookup tables first, then in module order (empty before it and after
+  // restore()).
   const std::vector<WeightError>& weight_errors() const { return weight_errors_; }
 
  private:
