@@ -56,8 +56,9 @@ void W8A8Simulation::quantize() {
     error.kept_float = options_.keep_float_weights && options_.keep_float_weights(name);
     if (!error.kept_float) {
       lookup_deltas_[name] = error.max_abs / ((1 << (options_.weight_bits - 1)) - 1);
-      error.relative_error =
-          norm > 0 ? (fake_quant_sym(t, options_.weight_bits) - t).norm().item<double>() / norm : 0.0;
+      const auto quantized = options_.per_row_tables ? fake_quant_sym_per_row(t, options_.weight_bits)
+                                                     : fake_quant_sym(t, options_.weight_bits);
+      error.relative_error = norm > 0 ? (quantized - t).norm().item<double>() / norm : 0.0;
     }
     weight_errors_.push_back(error);
   }
@@ -110,6 +111,9 @@ at::Tensor W8A8Simulation::transform(const std::string& name, const at::Tensor& 
   if (lookups_.count(name)) {
     const auto delta_of = lookup_deltas_.find(name);
     if (!quantizing_ || delta_of == lookup_deltas_.end()) return x;  // calibrating, or the table kept in float
+    // A looked-up row is its table row: quantizing it on its own grid is looking up the row-wise quantized table.
+    if (options_.per_row_tables)
+      return fake_quant_sym_per_row(x.reshape({-1, x.size(-1)}), options_.weight_bits).view_as(x);
     // Rows of a table quantized with the table's scale: x / delta lands on the table's own integer grid.
     const double delta = delta_of->second;
     if (delta == 0) return at::zeros_like(x);

@@ -306,11 +306,13 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
   q.weight_bits = e.weight_bits;
   q.activation_bits = e.activation_bits;
   q.per_channel_weights = e.per_channel_weights;
+  q.per_row_tables = e.per_row_tables;
   // Other schemes keep the result's "w8a8" key (what reads it needs no change) and say what they were.
   if (!e.paper_scheme())
     result["w8a8_bits"] = {{"weights", e.weight_bits},
                            {"activations", e.activation_bits},
-                           {"weight_granularity", e.per_channel_weights ? "channel" : "tensor"}};
+                           {"weight_granularity", e.per_channel_weights ? "channel" : "tensor"},
+                           {"table_granularity", e.per_row_tables ? "row" : "tensor"}};
   analysis::W8A8Simulation sim(*model.module, points, task.w8a8_lookups(model), q);
   const bool on_eval = e.calibrate_on == "eval";
   if (on_eval) result["w8a8_calibrate_on"] = "eval";  // the output says so: not the paper's protocol

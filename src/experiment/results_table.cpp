@@ -35,6 +35,7 @@ std::string scheme_of(const json& r) {
   e.weight_bits = r["w8a8_bits"]["weights"].get<int64_t>();
   e.activation_bits = r["w8a8_bits"]["activations"].get<int64_t>();
   e.per_channel_weights = r["w8a8_bits"]["weight_granularity"] == "channel";
+  e.per_row_tables = r["w8a8_bits"].value("table_granularity", "tensor") == "row";  // absent before session 38
   return e.widths();
 }
 

@@ -90,6 +90,8 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   e.activation_bits = c.get("activation_bits", e.activation_bits);
   const auto granularity = c.get("weight_granularity", std::string("tensor"));
   e.per_channel_weights = granularity == "channel";
+  const auto table_granularity = c.get("table_granularity", std::string("tensor"));
+  e.per_row_tables = table_granularity == "row";
   e.track_every = c.get("track_every", e.track_every);
   e.int8 = c.get("int8", e.int8);
   c.finish();
@@ -101,6 +103,8 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
     if (bits < 2 || bits > 16) c.fail(key, "is " + std::to_string(bits) + "; the simulation takes 2 to 16 bits");
   if (granularity != "tensor" && granularity != "channel")
     c.fail("weight_granularity", "is '" + granularity + "'; use tensor (one weight scale per tensor) or channel");
+  if (table_granularity != "tensor" && table_granularity != "row")
+    c.fail("table_granularity", "is '" + table_granularity + "'; use tensor (one scale per embedding table) or row");
   resolved = {{"batches", e.batches == EvaluationOptions::all ? nlohmann::json("all") : nlohmann::json(e.batches)},
               {"calibration_batches", e.calibration_batches},
               {"track_every", e.track_every},
@@ -109,6 +113,7 @@ void read_evaluation_options(ConfigReader c, EvaluationOptions& e, nlohmann::jso
   if (e.weight_bits != 8) resolved["weight_bits"] = e.weight_bits;  // likewise
   if (e.activation_bits != 8) resolved["activation_bits"] = e.activation_bits;
   if (e.per_channel_weights) resolved["weight_granularity"] = granularity;
+  if (e.per_row_tables) resolved["table_granularity"] = table_granularity;
 }
 
 namespace {

@@ -149,6 +149,11 @@ TEST(Config, EvalBatchesIsACountOrAll) {
       << refusal({{"weight_granularity", "row"}});
   EXPECT_FALSE(resolved({{"weight_granularity", "tensor"}}).contains("weight_granularity"));
   EXPECT_EQ(resolved({{"weight_granularity", "channel"}})["weight_granularity"], "channel");
+  EXPECT_NE(refusal({{"table_granularity", "channel"}}).find("'eval.table_granularity' is 'channel'; use tensor"),
+            std::string::npos)
+      << refusal({{"table_granularity", "channel"}});
+  EXPECT_FALSE(resolved({{"table_granularity", "tensor"}}).contains("table_granularity"));
+  EXPECT_EQ(resolved({{"table_granularity", "row"}})["table_granularity"], "row");
 }
 
 models::VitConfig toy_vit() {
@@ -590,9 +595,12 @@ TEST(Runner, PairedTableDiffersSeedBySeed) {
   const auto w4a8_table = experiment::paired_table(w4a8, {"softmax", "softmax1"}, "MSE");
   EXPECT_NE(w4a8_table.find("| Δ FP32 MSE | Δ W4A8 MSE | Δ W4A8 KL (mnats) |"), std::string::npos) << w4a8_table;
   EXPECT_EQ(w4a8_table.find("W8A8"), std::string::npos) << w4a8_table;
+  for (auto& r : w4a8) r["w8a8_bits"]["table_granularity"] = "row";
+  const auto rows = experiment::paired_table(w4a8, {"softmax", "softmax1"}, "MSE");
+  EXPECT_NE(rows.find("| Δ W4A8, tables per row KL (mnats) |"), std::string::npos) << rows;
   w4a8[0].erase("w8a8_bits");
   const auto mixed = experiment::paired_table(w4a8, {"softmax", "softmax1"}, "MSE");
-  EXPECT_NE(mixed.find("| Δ W8A8 / W4A8 KL (mnats) |"), std::string::npos) << mixed;
+  EXPECT_NE(mixed.find("| Δ W8A8 / W4A8, tables per row KL (mnats) |"), std::string::npos) << mixed;
 }
 
 // Two tasks whose clipped variants differ in γ share the "clipped" column; a second variant of one family gets its own
@@ -882,7 +890,9 @@ TEST(Runner, BitWidthsSetTheSimulatedQuantization) {
   EXPECT_LT(kl(w16a16), std::min(kl(w16a8), kl(w8a16)));
   EXPECT_LT(kl(w16a16), 0.1 * kl(w8a8)) << kl(w16a16) << " vs " << kl(w8a8);
   EXPECT_FALSE(w8a8.contains("w8a8_bits"));
-  EXPECT_EQ(w4a8["w8a8_bits"], (json{{"weights", 4}, {"activations", 8}, {"weight_granularity", "tensor"}}));
+  EXPECT_EQ(
+      w4a8["w8a8_bits"],
+      (json{{"weights", 4}, {"activations", 8}, {"weight_granularity", "tensor"}, {"table_granularity", "tensor"}}));
   EXPECT_TRUE(w8a8.contains("int8"));
   EXPECT_FALSE(w4a8.contains("int8"));
   // One weight scale per output channel: a finer grid than one per tensor, so the weights lose less (the toy model's

@@ -332,6 +332,34 @@ TEST(W8A8, LookupTablesAreListedAndCanStayFloat) {
   EXPECT_TRUE(at::equal(kept, no_lookup));
 }
 
+// Tables per row: a looked-up row is quantized on its own row's grid (fake_quant_sym of that row alone, as a row-wise
+// quantized table would hold it), and the table's recorded error is that of the row-wise table, below one scale's.
+TEST(W8A8, TablesPerRowQuantizeEachLookedUpRowOnItsRowsGrid) {
+  at::manual_seed(0);
+  auto points = std::make_shared<nn::ActivationPoints>();
+  torch::nn::Linear unused(2, 2);
+  const auto table = at::randn({16, 8}) * at::linspace(0.1, 3.0, 16).unsqueeze(1);  // rows of unequal size
+  const auto rows = at::randint(16, {3, 5}, at::kLong);
+  const auto error_and_rows = [&](bool per_row) {
+    analysis::W8A8Options options;
+    options.weight_bits = 4;
+    options.per_row_tables = per_row;
+    analysis::W8A8Simulation sim(*unused, points, {{"table", table}}, options);
+    sim.start_calibration();
+    sim.quantize();
+    return std::pair{sim.weight_errors()[0].relative_error, points->pass("table", at::embedding(table, rows))};
+  };
+  const auto [row_error, looked_up] = error_and_rows(true);
+  std::vector<at::Tensor> oracle_rows;
+  for (int64_t r = 0; r < table.size(0); ++r) oracle_rows.push_back(fake_quant_sym(table[r], 4));
+  const auto oracle = at::stack(oracle_rows);
+  EXPECT_TRUE(at::allclose(looked_up, at::embedding(oracle, rows), 1e-6, 1e-7));
+  EXPECT_NEAR(row_error, ((oracle - table).norm() / table.norm()).item<double>(), 1e-6);
+  const auto [tensor_error, on_one_grid] = error_and_rows(false);
+  EXPECT_TRUE(at::allclose(on_one_grid, at::embedding(fake_quant_sym(table, 4), rows), 1e-6, 1e-7));
+  EXPECT_LT(row_error, tensor_error);
+}
+
 TEST(HalfPrecision, RoundsParametersAndPointsThenRestores) {
   at::manual_seed(0);
   TinyWithPoints tiny_model;

@@ -1,8 +1,8 @@
 // Simulated W8A8 quantization (REFERENCE.md §4) of any module tree that exposes activation points: weights 8-bit
 // symmetric per tensor (every Linear weight and LayerNorm gamma, in place; embedding tables through their lookup
 // points, so a tied LM head stays float), activations 8-bit asymmetric per tensor with static ranges calibrated on a
-// few batches and then frozen. Gate networks (modules under "alpha.") stay float. Beyond the paper: other widths, and
-// Linear weights with one scale per output channel (row) instead of one per tensor.
+// few batches and then frozen. Gate networks (modules under "alpha.") stay float. Beyond the paper: other widths,
+// Linear weights with one scale per output channel (row) instead of one per tensor, and embedding tables per row.
 #pragma once
 #include <torch/nn/module.h>
 
@@ -20,9 +20,11 @@ struct W8A8Options {
   RangeEstimatorOptions ranges;  // how activation ranges are calibrated
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
-  // Each Linear weight row (output channel) on its own symmetric grid; LayerNorm gammas and lookup tables stay per
-  // tensor (a per-row scale of an embedding table would be a scale per token).
+  // Each Linear weight row (output channel) on its own symmetric grid; LayerNorm gammas stay per tensor.
   bool per_channel_weights = false;
+  // Each embedding table row (one token's, or one position's) on its own symmetric grid, as row-wise quantized
+  // embedding tables are stored; otherwise one scale per table.
+  bool per_row_tables = false;
   // Activation points to leave in float (e.g. to find which point costs the most); empty: quantize every point.
   std::function<bool(const std::string&)> keep_float;
   // Weights to leave in float, by the name of their module (e.g. "model.decoder.layers.0.fc1", or a lookup's

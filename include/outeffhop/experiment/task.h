@@ -45,20 +45,25 @@ struct EvaluationOptions {
   // Where W8A8 calibrates: "task" (Task::calibration_batch, the paper's protocol) or "eval" (the first evaluation
   // batches, which are then also evaluated: a diagnostic of whether the task's ranges cover the evaluated text).
   std::string calibrate_on = "task";
-  // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8) and whether each Linear weight
-  // has one scale per output channel (eval.weight_granularity: channel) rather than one per tensor (the paper's).
+  // The simulated quantization's bit widths (W8A8 by default; e.g. 4 and 8 for W4A8), whether each Linear weight
+  // has one scale per output channel (eval.weight_granularity: channel) rather than one per tensor (the paper's), and
+  // whether each embedding table row, one token's, has its own (eval.table_granularity: row).
   int64_t weight_bits = 8;
   int64_t activation_bits = 8;
   bool per_channel_weights = false;
-  bool paper_scheme() const { return weight_bits == 8 && activation_bits == 8 && !per_channel_weights; }
+  bool per_row_tables = false;
+  bool paper_scheme() const {
+    return weight_bits == 8 && activation_bits == 8 && !per_channel_weights && !per_row_tables;
+  }
   bool real_int8() const { return int8 && paper_scheme(); }  // real INT8 Linears check the paper's scheme only
-  std::string widths() const {  // "W8A8", "W4A8", "W4A8 per-channel", ...
+  std::string widths() const {  // "W8A8", "W4A8", "W4A8 per-channel", "W4A8 per-channel, tables per row", ...
     // Appended piece by piece: GCC 12 warns falsely (-Wstringop-overflow) on "W" + std::to_string(...).
     std::string label = "W";
     label += std::to_string(weight_bits);
     label += 'A';
     label += std::to_string(activation_bits);
     if (per_channel_weights) label += " per-channel";
+    if (per_row_tables) label += ", tables per row";
     return label;
   }
   int64_t track_every = 50;         // outlier statistics on the first evaluation batch every K steps (0: off)
