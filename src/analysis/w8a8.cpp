@@ -45,9 +45,9 @@ void W8A8Simulation::quantize() {
   calibrating_ = false;
   for (auto& [name, estimator] : estimators_) estimator.freeze();
   torch::NoGradGuard no_grad;
-  // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid (the table itself
-  // stays float, so a tied LM head does too). Recorded as the table's own quantization would be; a table kept in
-  // float gets no scale, and its rows pass unchanged.
+  // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid, or with tables per
+  // row each on its own row's (the table itself stays float, so a tied LM head does too). Recorded as the table's own
+  // quantization would be; a table kept in float gets no scale, and its rows pass unchanged.
   lookup_deltas_.clear();
   for (const auto& [name, table] : lookups_) {
     const auto t = table.detach();
