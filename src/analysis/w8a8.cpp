@@ -54,6 +54,7 @@ void W8A8Simulation::quantize() {
     const double norm = t.norm().item<double>();
     WeightError error{name + ".weight", t.abs().max().item<double>(), norm / std::sqrt(static_cast<double>(t.numel()))};
     error.kept_float = options_.keep_float_weights && options_.keep_float_weights(name);
+    error.lookup = true;
     if (!error.kept_float) {
       lookup_deltas_[name] = error.max_abs / ((1 << (options_.weight_bits - 1)) - 1);
       const auto quantized = options_.per_row_tables ? fake_quant_sym_per_row(t, options_.weight_bits)

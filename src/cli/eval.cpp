@@ -68,23 +68,32 @@ void print_w8a8_breakdown(const experiment::Task& task, const nlohmann::json& br
 
 // A suffix that names nothing would leave the W8A8 evaluation unchanged without a word. `list` is the result's list of
 // points or weights, `key` the name field of its entries, `tail` what follows the suffix in a name (weights: ".weight"
-// after their module's name), `what` the names in words. Lookup points (embed_tokens, ...) carry embedding table
-// rows, quantized as weights: --w8a8-keep-float-weights reaches them, the point options do not.
+// after their module's name), `what` the names in words; names in `skip` do not count.
 void check_suffixes(const char* option, const std::vector<std::string>& suffixes, const nlohmann::json& result,
-                    const char* list, const char* key, const std::string& tail, const char* what) {
+                    const char* list, const char* key, const std::string& tail, const char* what,
+                    const std::set<std::string>& skip = {}) {
   if (!result.contains(list)) return;
-  std::set<std::string> tables;
-  if (std::string(list) == "w8a8_point_errors" && result.contains("w8a8_weight_errors"))
-    for (const auto& w : result["w8a8_weight_errors"]) tables.insert(w["weight"].get<std::string>());
   for (const auto& suffix : suffixes) {
     bool found = false;
     for (const auto& e : result[list]) {
       const auto name = e[key].get<std::string>();
-      found = found || (name.ends_with(suffix + tail) && !tables.count(name + ".weight"));
+      found = found || (name.ends_with(suffix + tail) && !skip.count(name));
     }
     TORCH_CHECK(found, option, " ", suffix, ": no ", what, " ends with it (eval --json lists them under ", list,
                 ", e.g. ", result[list].back()[key].get<std::string>(), ")");
   }
+}
+
+// The lookup points (embed_tokens, ...): they carry embedding table rows, quantized as weights, so
+// --w8a8-keep-float-weights reaches them and the point options do not.
+std::set<std::string> lookup_points(const nlohmann::json& result) {
+  std::set<std::string> points;
+  for (const auto& w : result.value("w8a8_weight_errors", nlohmann::json::array()))
+    if (w.value("lookup", false)) {
+      const auto weight = w["weight"].get<std::string>();
+      points.insert(weight.substr(0, weight.rfind(".weight")));
+    }
+  return points;
 }
 
 }  // namespace
@@ -189,7 +198,8 @@ void add_eval(CLI::App& app) {
     auto result = experiment::evaluate_model(*task, saved.model, options);
     for (const auto& [option, suffixes] : {std::pair{"--w8a8-keep-float", &a->keep_float},
                                            {"--w8a8-quantize-only", &a->quantize_only}})
-      check_suffixes(option, *suffixes, result, "w8a8_point_errors", "point", "", "activation point's name");
+      check_suffixes(option, *suffixes, result, "w8a8_point_errors", "point", "", "activation point's name",
+                     lookup_points(result));
     check_suffixes("--w8a8-keep-float-weights", a->keep_float_weights, result, "w8a8_weight_errors", "weight",
                    ".weight", "quantized weight's module name");
     experiment::note_constant_zero_points(a->checkpoint, result);

@@ -340,6 +340,7 @@ json evaluate_model(const Task& task, TaskModel& model, const EvaluateOptions& o
     for (const auto& w : sim.weight_errors()) {  // the weights' side: what the grid did to each
       json e = {{"weight", w.name}, {"max_abs", w.max_abs}, {"rms", w.rms}, {"relative_error", w.relative_error}};
       if (w.kept_float) e["kept_float"] = true;
+      if (w.lookup) e["lookup"] = true;
       result["w8a8_weight_errors"].push_back(e);
     }
   }

@@ -326,6 +326,8 @@ TEST(W8A8, LookupTablesAreListedAndCanStayFloat) {
   EXPECT_GT(errors[0].relative_error, 0.01);
   EXPECT_NEAR(errors[0].max_abs, t.abs().max().item<double>(), 1e-7);
   EXPECT_FALSE(errors[0].kept_float);
+  EXPECT_TRUE(errors[0].lookup);
+  EXPECT_FALSE(errors[1].lookup);  // a Linear or LayerNorm weight
   EXPECT_FALSE(at::equal(on_grid, no_lookup));
   EXPECT_TRUE(kept_errors[0].kept_float);
   EXPECT_EQ(kept_errors[0].relative_error, 0.0);

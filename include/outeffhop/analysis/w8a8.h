@@ -40,6 +40,7 @@ struct WeightError {
   double rms = 0;
   double relative_error = 0;
   bool kept_float = false;
+  bool lookup = false;  // an embedding table quantized through its lookup point (whose name is `name` less ".weight")
 };
 
 class W8A8Simulation {
