@@ -19,6 +19,15 @@ at::Tensor fake_quant_sym_per_row(const at::Tensor& w, int64_t bits) {
   return at::clamp(at::round(w / safe), -top - 1, top) * delta;
 }
 
+// What rounding the weight `w` of `module` to `quantized` did; undefined `quantized`: the weight was kept in float.
+WeightError weight_error(const std::string& module, const at::Tensor& w, const at::Tensor& quantized) {
+  const double norm = w.norm().item<double>();
+  WeightError error{module + ".weight", w.abs().max().item<double>(), norm / std::sqrt(static_cast<double>(w.numel()))};
+  error.kept_float = !quantized.defined();
+  if (quantized.defined() && norm > 0) error.relative_error = (quantized - w).norm().item<double>() / norm;
+  return error;
+}
+
 }  // namespace
 
 W8A8Simulation::W8A8Simulation(torch::nn::Module& model, nn::ActivationPointsPtr points,
@@ -48,20 +57,22 @@ void W8A8Simulation::quantize() {
   // Each lookup table's symmetric scale, once: the looked-up rows are quantized on the table's grid, or with tables per
   // row each on its own row's (the table itself stays float, so a tied LM head does too). Recorded as the table's own
   // quantization would be; a table kept in float gets no scale, and its rows pass unchanged.
+  const auto kept_float = [this](const std::string& module) {
+    return options_.keep_float_weights && options_.keep_float_weights(module);
+  };
+  const auto rounded = [this](const at::Tensor& w, bool per_row) {
+    return per_row ? fake_quant_sym_per_row(w, options_.weight_bits) : fake_quant_sym(w, options_.weight_bits);
+  };
   lookup_deltas_.clear();
   for (const auto& [name, table] : lookups_) {
     const auto t = table.detach();
-    const double norm = t.norm().item<double>();
-    WeightError error{name + ".weight", t.abs().max().item<double>(), norm / std::sqrt(static_cast<double>(t.numel()))};
-    error.kept_float = options_.keep_float_weights && options_.keep_float_weights(name);
-    error.lookup = true;
-    if (!error.kept_float) {
-      lookup_deltas_[name] = error.max_abs / ((1 << (options_.weight_bits - 1)) - 1);
-      const auto quantized = options_.per_row_tables ? fake_quant_sym_per_row(t, options_.weight_bits)
-                                                     : fake_quant_sym(t, options_.weight_bits);
-      error.relative_error = norm > 0 ? (quantized - t).norm().item<double>() / norm : 0.0;
+    at::Tensor quantized;
+    if (!kept_float(name)) {
+      quantized = rounded(t, options_.per_row_tables);
+      lookup_deltas_[name] = t.abs().max().item<double>() / ((1 << (options_.weight_bits - 1)) - 1);
     }
-    weight_errors_.push_back(error);
+    weight_errors_.push_back(weight_error(name, t, quantized));
+    weight_errors_.back().lookup = true;
   }
   for (const auto& item : model_.named_modules()) {
     if (item.key().find("alpha.") != std::string::npos) continue;  // gate networks stay float
@@ -71,19 +82,13 @@ void W8A8Simulation::quantize() {
     if (auto* norm = item.value()->as<torch::nn::LayerNorm>()) weight = norm->weight;
     if (!weight.defined()) continue;
     const auto original = weight.detach().clone();
-    const double norm = original.norm().item<double>();
-    WeightError error{item.key() + ".weight", original.abs().max().item<double>(),
-                      norm / std::sqrt(static_cast<double>(original.numel()))};
-    error.kept_float = options_.keep_float_weights && options_.keep_float_weights(item.key());
-    if (!error.kept_float) {
-      const auto quantized = linear && options_.per_channel_weights
-                                 ? fake_quant_sym_per_row(original, options_.weight_bits)
-                                 : fake_quant_sym(original, options_.weight_bits);
-      error.relative_error = norm > 0 ? (quantized - original).norm().item<double>() / norm : 0.0;
+    at::Tensor quantized;
+    if (!kept_float(item.key())) {
+      quantized = rounded(original, linear && options_.per_channel_weights);
       saved_weights_.emplace_back(weight, original);
       weight.copy_(quantized);
     }
-    weight_errors_.push_back(error);
+    weight_errors_.push_back(weight_error(item.key(), original, quantized));
   }
   quantizing_ = true;
   points_->set_transform([this](const std::string& name, const at::Tensor& x) { return transform(name, x); });
